@@ -1,0 +1,3 @@
+from backend_jupyter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""``backend-jupyter``: the command line of the product."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
+    from .server.main import default_data_dir
+
+    parser.add_argument(
+        "--data-dir", type=Path, default=default_data_dir(),
+        help="where the embedded server keeps keypairs, sessions and vfolders (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .server.main import DEFAULT_HOST, DEFAULT_PORT
+
+    parser = argparse.ArgumentParser(
+        prog="backend-jupyter",
+        description="Run Jupyter cells on Backend.AI compute sessions.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    server = sub.add_parser("server", help="run the embedded Backend.AI-compatible API server")
+    server.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
+    server.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="port to bind, 0 for any free port (default: %(default)s)")
+    _data_dir_arg(server)
+    server.add_argument("--idle-timeout", type=float, default=3600.0,
+                        help="destroy sessions unused for this many seconds, 0 = never (default: %(default)s)")
+    server.add_argument("--exec-timeout", type=float, default=0.0,
+                        help="interrupt runs longer than this many seconds, 0 = never (default: %(default)s)")
+    server.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+
+    env = sub.add_parser("env", help="print shell exports that point the SDK at the running server")
+    _data_dir_arg(env)
+
+    keypair = sub.add_parser("keypair", help="manage the embedded server's keypairs")
+    keypair_sub = keypair.add_subparsers(dest="keypair_command", required=True)
+    create = keypair_sub.add_parser("create", help="add a keypair and print it as shell exports")
+    _data_dir_arg(create)
+
+    demo = sub.add_parser("demo", help="start the embedded server and run a short session on it")
+    _data_dir_arg(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "server":
+        from .server.main import run
+
+        return run(args.host, args.port, args.data_dir, idle_timeout=args.idle_timeout,
+                   exec_timeout=args.exec_timeout, verbose=args.verbose)
+    if args.command in ("env", "keypair"):
+        from .server.keys import KeyStore
+        from .server.main import DEFAULT_HOST, DEFAULT_PORT, running_endpoint
+
+        endpoint = running_endpoint(args.data_dir)
+        keys = KeyStore(args.data_dir)
+        if args.command == "env":
+            if endpoint is None:
+                print(f"error: no embedded server is running on {args.data_dir}; "
+                      "start one with `backend-jupyter server`", file=sys.stderr)
+                return 1
+            sys.stdout.write(keys.default().exports(endpoint))
+        else:
+            keypair = keys.add()
+            sys.stdout.write(keypair.exports(endpoint or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"))
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.data_dir)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

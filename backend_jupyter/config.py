@@ -1,0 +1,175 @@
+"""Client configuration, read the way the official Backend.AI SDK reads it.
+
+This is the only module that reads the process environment.  Every setting comes from a
+``BACKEND_*`` variable, falling back to the legacy ``SORNA_*`` spelling, and can be overridden
+in code (``Config(...)``/``dataclasses.replace``) or by traitlets config in the front-ends.
+Invalid values raise :class:`ConfigError` with a one-line message naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+API_VERSION_RE = re.compile(r"^v(\d+)\.(\d{8})$")
+VFOLDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A vfolder to mount into a session: ``name`` or ``name:alias``."""
+
+    name: str
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.alias}" if self.alias else self.name
+
+
+@dataclass(frozen=True)
+class Config:
+    endpoints: tuple[str, ...] = ()
+    access_key: str = ""
+    secret_key: str = field(default="", repr=False)
+    vfolder_mounts: tuple[Mount, ...] = ()
+    api_version: str | None = None
+    skip_sslcert_validation: bool = False
+    connection_timeout: float = 10.0
+    read_timeout: float = 0.0  # 0 = no read timeout, as in the SDK
+    domain: str = "default"
+    group: str = "default"
+
+    @property
+    def endpoint(self) -> str | None:
+        return self.endpoints[0] if self.endpoints else None
+
+    @property
+    def uses_embedded_server(self) -> bool:
+        """True when nothing points at a cluster: the product then starts its own server."""
+        return not self.endpoints and not self.access_key and not self.secret_key
+
+    def replace(self, **changes) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        get = lambda name: _get(env, name)  # noqa: E731
+        return cls(
+            endpoints=parse_endpoints(get("ENDPOINT")),
+            access_key=(get("ACCESS_KEY") or "").strip(),
+            secret_key=(get("SECRET_KEY") or "").strip(),
+            vfolder_mounts=parse_mounts(get("VFOLDER_MOUNTS") or "", "BACKEND_VFOLDER_MOUNTS"),
+            api_version=parse_api_version(get("API_VERSION"), "BACKEND_API_VERSION"),
+            skip_sslcert_validation=parse_bool(
+                get("SKIP_SSLCERT_VALIDATION"), "BACKEND_SKIP_SSLCERT_VALIDATION"
+            ),
+            connection_timeout=parse_seconds(
+                get("CONNECTION_TIMEOUT"), "BACKEND_CONNECTION_TIMEOUT", 10.0
+            ),
+            read_timeout=parse_seconds(get("READ_TIMEOUT"), "BACKEND_READ_TIMEOUT", 0.0),
+            domain=(get("DOMAIN") or "default").strip(),
+            group=(get("GROUP") or "default").strip(),
+        )
+
+
+def _get(env: Mapping[str, str], suffix: str) -> str | None:
+    """``BACKEND_<suffix>``, else ``SORNA_<suffix>``, else None."""
+    for prefix in ("BACKEND_", "SORNA_"):
+        value = env.get(prefix + suffix)
+        if value is not None:
+            return value
+    return None
+
+
+def parse_endpoints(raw: str | None, variable: str = "BACKEND_ENDPOINT") -> tuple[str, ...]:
+    if not raw or not raw.strip():
+        return ()
+    endpoints = []
+    for item in raw.split(","):
+        item = item.strip().rstrip("/")
+        if not item:
+            continue
+        if not re.match(r"^https?://[^/\s]+", item):
+            raise ConfigError(
+                f"{variable}: {item!r} is not an http(s) URL (expected e.g. https://api.example.com)"
+            )
+        endpoints.append(item)
+    return tuple(endpoints)
+
+
+def parse_mounts(raw: str, variable: str = "BACKEND_VFOLDER_MOUNTS") -> tuple[Mount, ...]:
+    """Parse ``name`` / ``name:alias`` items, comma-separated."""
+    mounts: list[Mount] = []
+    seen: set[str] = set()
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, alias = item.partition(":")
+        name, alias = name.strip(), alias.strip()
+        if not VFOLDER_NAME_RE.match(name):
+            raise ConfigError(
+                f"{variable}: {name!r} is not a valid vfolder name "
+                "(use letters, digits, '_', '.', '-'; e.g. 'data' or 'data:/home/work/input')"
+            )
+        if sep and not alias:
+            raise ConfigError(f"{variable}: {item!r} has an empty alias after ':'")
+        if "\x00" in alias or ".." in alias.split("/"):
+            raise ConfigError(f"{variable}: alias {alias!r} must not contain '..' or NUL")
+        if name in seen:
+            raise ConfigError(f"{variable}: vfolder {name!r} is listed twice")
+        seen.add(name)
+        mounts.append(Mount(name, alias or None))
+    return tuple(mounts)
+
+
+def parse_api_version(raw: str | None, variable: str = "BACKEND_API_VERSION") -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    if not API_VERSION_RE.match(raw):
+        raise ConfigError(f"{variable}: {raw!r} is not an API version like 'v9.20250722' or 'v4.20190615'")
+    return raw
+
+
+def parse_bool(raw: str | None, variable: str) -> bool:
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{variable}: {raw!r} is not a boolean (use true/false, 1/0, yes/no)")
+
+
+def parse_seconds(raw: str | None, variable: str, default: float) -> float:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}: {raw!r} is not a number of seconds") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ConfigError(f"{variable}: {raw!r} must be a finite number of seconds >= 0")
+    return value
+
+
+# Variables a compute session of the embedded server inherits from the server process; nothing else
+# (in particular no BACKEND_*/SORNA_* keys) leaks into user code.
+SESSION_ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM", "SYSTEMROOT")
+
+
+def session_base_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    return {k: env[k] for k in SESSION_ENV_PASSTHROUGH if k in env}

@@ -1,0 +1,102 @@
+"""Running the embedded server in the foreground, and finding a running one."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from jupyter_core.paths import jupyter_data_dir
+
+from .app import EmbeddedServer, ServerSettings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8091
+STATE_FILE = "server.json"
+log = logging.getLogger("backend_jupyter.server")
+
+
+def default_data_dir() -> Path:
+    return Path(jupyter_data_dir()) / "backend_jupyter"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def running_endpoint(data_dir: Path) -> str | None:
+    """The endpoint of the server running on ``data_dir``, if one is."""
+    try:
+        state = json.loads((Path(data_dir) / STATE_FILE).read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state.get("endpoint")
+
+
+async def serve(settings: ServerSettings, host: str, port: int, *, ready=None) -> None:
+    """Serve until SIGINT/SIGTERM; then stop every session kernel and return."""
+    server = EmbeddedServer(settings)
+    runner = web.AppRunner(server.make_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+    shown_host = f"[{host}]" if ":" in host else host
+    endpoint = f"http://{shown_host}:{bound[1]}"
+    state_path = Path(settings.data_dir) / STATE_FILE
+    state_path.write_text(json.dumps({"endpoint": endpoint, "pid": os.getpid()}))
+    if not is_loopback(host):
+        log.warning("listening on %s, which is reachable from other machines; "
+                    "anyone who can reach it and holds a keypair can run code here", host)
+    print(f"Backend.AI-compatible server listening on {endpoint}", flush=True)
+    print(f"Data directory: {settings.data_dir}", flush=True)
+    if ready is not None:
+        ready(endpoint)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        print("Shutting down: stopping all sessions...", flush=True)
+        await runner.cleanup()
+        try:
+            if json.loads(state_path.read_text()).get("pid") == os.getpid():
+                state_path.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def run(host: str, port: int, data_dir: Path, *, idle_timeout: float, exec_timeout: float,
+        verbose: bool = False) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    logging.getLogger("traitlets").setLevel(logging.WARNING)
+    settings = ServerSettings(Path(data_dir), idle_timeout=idle_timeout, exec_timeout=exec_timeout)
+    running = running_endpoint(settings.data_dir)
+    if running:
+        print(f"error: a server already runs on {settings.data_dir} at {running}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve(settings, host, port))
+    except OSError as e:
+        print(f"error: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0
