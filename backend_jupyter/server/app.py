@@ -143,11 +143,12 @@ def opt_bool(params: dict, key: str, default: bool) -> bool:
     raise InvalidAPIParameters(f"{key!r} must be a boolean.")
 
 
-def str_list(params: dict, key: str, *, max_items: int = 1000) -> list[str]:
+def str_list(params: dict, key: str, *, max_items: int = 1000, from_query: bool = True) -> list[str]:
+    """A list of strings; a single string too when it may come from a query parameter."""
     value = params.get(key)
     if value is None:
         return []
-    if isinstance(value, str):
+    if isinstance(value, str) and from_query:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidAPIParameters(f"{key!r} must be a list of strings.")
@@ -352,7 +353,7 @@ class EmbeddedServer:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in environ.items()):
             raise InvalidAPIParameters("'config.environ' must map strings to strings.")
         mounts = self._resolve_mounts(
-            owner(request), str_list(config, "mounts", max_items=64),
+            owner(request), str_list(config, "mounts", max_items=64, from_query=False),
             opt_dict(config, "mount_map", "mountMap"),
         )
         spec = SessionSpec(

@@ -15,6 +15,7 @@ import tarfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartReader
 
@@ -76,13 +77,15 @@ async def save_uploads(
         if part.name != field_name or not part.filename:
             await part.release()
             continue
+        # Newer aiohttp clients percent-encode the name ("lib%2Futil.py"); 19.09 sends filename*.
+        filename = unquote(part.filename)
         if len(saved) >= max_files:
             raise InvalidAPIParameters(f"Too many files (at most {max_files} per request).")
-        dest = confined(root, part.filename, extra_roots=extra_roots)
+        dest = confined(root, filename, extra_roots=extra_roots)
         if dest.is_dir() or dest == root:
-            raise InvalidAPIParameters(f"Invalid file name {part.filename!r}: it is a directory.")
+            raise InvalidAPIParameters(f"Invalid file name {filename!r}: it is a directory.")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        confined(root, part.filename, extra_roots=extra_roots)  # re-check after mkdir
+        confined(root, filename, extra_roots=extra_roots)  # re-check after mkdir
         tmp = dest.with_name(f".{dest.name}.uploading")
         try:
             with open(tmp, "wb") as f:
@@ -96,7 +99,7 @@ async def save_uploads(
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        saved.append(part.filename)
+        saved.append(filename)
     return saved
 
 

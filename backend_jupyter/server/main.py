@@ -89,7 +89,10 @@ def run(host: str, port: int, data_dir: Path, *, idle_timeout: float, exec_timeo
     )
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     logging.getLogger("traitlets").setLevel(logging.WARNING)
-    settings = ServerSettings(Path(data_dir), idle_timeout=idle_timeout, exec_timeout=exec_timeout)
+    settings = ServerSettings(
+        Path(data_dir), idle_timeout=idle_timeout, exec_timeout=exec_timeout,
+        reap_interval=max(0.5, min(30.0, idle_timeout / 4)) if idle_timeout > 0 else 30.0,
+    )
     running = running_endpoint(settings.data_dir)
     if running:
         print(f"error: a server already runs on {settings.data_dir} at {running}", file=sys.stderr)
