@@ -35,14 +35,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def running_endpoint(data_dir: Path) -> str | None:
-    """The endpoint of the server running on ``data_dir``, if one is."""
+def running_state(data_dir: Path) -> dict | None:
+    """``{"endpoint", "pid"}`` of the server running on ``data_dir``, if one is."""
     try:
         state = json.loads((Path(data_dir) / STATE_FILE).read_text())
         os.kill(int(state["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state.get("endpoint")
+    return state
+
+
+def running_endpoint(data_dir: Path) -> str | None:
+    state = running_state(data_dir)
+    return state.get("endpoint") if state else None
 
 
 async def serve(settings: ServerSettings, host: str, port: int, *, ready=None) -> None:

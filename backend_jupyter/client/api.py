@@ -1,0 +1,292 @@
+"""The HTTP core of the client: signing, version negotiation, endpoint failover, retries.
+
+One :class:`APIClient` owns one aiohttp session.  It negotiates the API version with ``GET /``
+(``BACKEND_API_VERSION`` pins one instead) and picks the path family itself: ``/kernel`` up to
+API v4, ``/session`` from v5.  Idempotent calls are retried with bounded exponential backoff and
+jitter; a call that may run user code (execute) is never re-sent once it may have reached the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import logging
+import random
+import re
+import ssl
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+from yarl import URL
+
+from .. import __version__, signing
+from ..config import API_VERSION_RE, Config
+from .errors import (
+    APIVersionUnsupported,
+    BackendAPIError,
+    RateLimited,
+    RequestTimeout,
+    ServerUnreachable,
+    error_from_response,
+)
+
+log = logging.getLogger("backend_jupyter.client")
+
+CLIENT_API_VERSION = "v9.20250722"  # the newest API this client speaks
+MIN_API_VERSION = "v4.20190615"  # the oldest: /kernel paths, clientSessionToken
+MAX_ATTEMPTS = 4
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 5.0
+RETRY_AFTER_CAP = 30.0
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+def version_tuple(version: str) -> tuple[int, str]:
+    match = API_VERSION_RE.match(version)
+    if not match:
+        raise APIVersionUnsupported(f"Unparsable API version {version!r}")
+    return int(match.group(1)), match.group(2)
+
+
+def format_version(version: tuple[int, str]) -> str:
+    return f"v{version[0]}.{version[1]}"
+
+
+def backoff_delay(attempt: int) -> float:
+    base = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt))
+    return base / 2 + random.uniform(0, base / 2)
+
+
+def _retry_after(headers) -> float | None:
+    for name in ("Retry-After", "X-RateLimit-Reset", "X-RateLimit-Window"):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, min(RETRY_AFTER_CAP, float(value)))
+            except ValueError:
+                continue
+    return None
+
+
+class APIClient:
+    """An asyncio Backend.AI API client.  Use ``async with APIClient(config) as api: ...``."""
+
+    def __init__(self, config: Config | None = None, *, user_agent: str | None = None):
+        self.config = config or Config.from_env()
+        if not self.config.endpoints:
+            raise ServerUnreachable("No Backend.AI endpoint is configured", hint="set BACKEND_ENDPOINT")
+        self.user_agent = user_agent or f"backend_jupyter/{__version__}"
+        self._endpoint_index = 0
+        self._http: aiohttp.ClientSession | None = None
+        self.api_version: str | None = None
+        self.server_info: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"APIClient(endpoint={self.endpoint!r}, access_key={self.config.access_key!r}, api_version={self.api_version!r})"
+
+    # -- life cycle ------------------------------------------------------------------------------
+    async def __aenter__(self) -> APIClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._http is None or self._http.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self.config.connection_timeout or None,
+                sock_read=self.config.read_timeout or None,
+            )
+            self._http = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": self.user_agent})
+        if self.api_version is None:
+            await self.negotiate()
+
+    async def close(self) -> None:
+        if self._http is not None and not self._http.closed:
+            await self._http.close()
+        self._http = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            raise RuntimeError("APIClient is not open; use `async with APIClient(...)` or await open()")
+        return self._http
+
+    @property
+    def ssl(self) -> ssl.SSLContext | bool | None:
+        return False if self.config.skip_sslcert_validation else None
+
+    # -- endpoints and versions ------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return self.config.endpoints[self._endpoint_index % len(self.config.endpoints)]
+
+    def _rotate_endpoint(self) -> None:
+        if len(self.config.endpoints) > 1:
+            self._endpoint_index = (self._endpoint_index + 1) % len(self.config.endpoints)
+            log.info("switching to endpoint %s", self.endpoint)
+
+    @property
+    def version(self) -> tuple[int, str]:
+        if self.api_version is None:
+            raise RuntimeError("the API version has not been negotiated yet")
+        return version_tuple(self.api_version)
+
+    @property
+    def session_prefix(self) -> str:
+        """``kernel`` (API ≤ v4) or ``session`` (v5+)."""
+        return "kernel" if self.version[0] <= 4 else "session"
+
+    async def negotiate(self) -> str:
+        """Agree on an API version with ``GET /`` (tries every endpoint in order)."""
+        if self.config.api_version:
+            self.api_version = self.config.api_version
+            return self.api_version
+        last_error: Exception | None = None
+        for _ in range(len(self.config.endpoints)):
+            try:
+                async with self.http.get(self.endpoint + "/", ssl=self.ssl) as resp:
+                    if resp.status != 200:
+                        raise error_from_response(resp.status, await resp.text(), method="GET", path="/")
+                    self.server_info = await resp.json(content_type=None)
+                break
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as e:
+                last_error = e
+                self._rotate_endpoint()
+        else:
+            raise self._connection_error(last_error)
+        server = str(self.server_info.get("version", ""))
+        if not API_VERSION_RE.match(server):
+            raise APIVersionUnsupported(f"The server at {self.endpoint} reported no usable API version ({server!r})")
+        negotiated = min(version_tuple(server), version_tuple(CLIENT_API_VERSION))
+        if negotiated < version_tuple(MIN_API_VERSION):
+            raise APIVersionUnsupported(
+                f"The server speaks API {server}, older than the oldest this client supports ({MIN_API_VERSION})"
+            )
+        self.api_version = format_version(negotiated)
+        return self.api_version
+
+    def _connection_error(self, error: Exception | None) -> Exception:
+        if isinstance(error, asyncio.TimeoutError):
+            return RequestTimeout(f"The Backend.AI server at {self.endpoint} did not answer in time")
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        return ServerUnreachable(f"Cannot reach the Backend.AI server at {self.endpoint} ({reason})")
+
+    # -- requests --------------------------------------------------------------------------------
+    def sign(self, method: str, rel_url: str, content_type: str, body: bytes = b"") -> dict[str, str]:
+        return signing.sign_request(
+            method=method,
+            rel_url=rel_url,
+            date=datetime.now(timezone.utc),
+            host=urlsplit(self.endpoint).netloc,
+            content_type=content_type,
+            api_version=self.api_version or CLIENT_API_VERSION,
+            access_key=self.config.access_key,
+            secret_key=self.config.secret_key,
+            body=body,
+        )
+
+    @staticmethod
+    def rel_url(path: str, params: dict | None = None) -> str:
+        query = urlencode({k: v for k, v in (params or {}).items() if v is not None}, doseq=True)
+        return f"{path}?{query}" if query else path
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict | None = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+        idempotent: bool | None = None,
+        expect: str = "json",
+    ) -> Any:
+        """Send a signed request; returns decoded JSON (``expect="json"``), ``bytes``, nothing
+        (``"none"``) or multipart parts (``"parts"``).  Raises a :class:`BackendError`."""
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "OPTIONS", "DELETE")
+        rel = self.rel_url(path, params)
+        attempt = 0
+        while True:
+            body: Any = None
+            if form is not None:
+                body, ctype = form(), "multipart/form-data"
+                headers = self.sign(method, rel, ctype)
+            elif json is not None:
+                body, ctype = jsonlib.dumps(json).encode(), "application/json"
+                headers = {**self.sign(method, rel, ctype, body), "Content-Type": ctype}
+            else:
+                ctype = "text/plain"
+                headers = {**self.sign(method, rel, ctype), "Content-Type": ctype}
+            url = URL(self.endpoint + rel, encoded=True)
+            try:
+                async with self.http.request(method, url, data=body, headers=headers, ssl=self.ssl) as resp:
+                    if resp.status >= 400:
+                        error = error_from_response(
+                            resp.status, await resp.text(errors="replace"),
+                            retry_after=_retry_after(resp.headers), method=method, path=path,
+                        )
+                        raise error
+                    if expect == "parts":  # multipart/mixed: [(part headers, bytes)]
+                        reader = aiohttp.MultipartReader.from_response(resp)
+                        parts = []
+                        while (part := await reader.next()) is not None:
+                            parts.append((dict(part.headers), bytes(await part.read(decode=False))))
+                        return parts
+                    if resp.status == 204 or expect == "none":
+                        await resp.read()
+                        return None
+                    if expect == "bytes":
+                        return await resp.read()
+                    text = await resp.text()
+                    if not text:
+                        return None
+                    try:
+                        return jsonlib.loads(text)
+                    except ValueError:
+                        return text
+            except RateLimited as e:
+                if attempt + 1 >= MAX_ATTEMPTS:
+                    raise
+                delay = e.retry_after if e.retry_after is not None else backoff_delay(attempt)
+            except BackendAPIError as e:
+                if not (idempotent and e.status in RETRYABLE_STATUS) or attempt + 1 >= MAX_ATTEMPTS:
+                    raise
+                delay = backoff_delay(attempt)
+            except aiohttp.ClientConnectorError as e:
+                # Never connected: the request did not reach any server, so any call may be re-sent.
+                self._rotate_endpoint()
+                if attempt + 1 >= MAX_ATTEMPTS:
+                    raise self._connection_error(e) from None
+                delay = backoff_delay(attempt)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, OSError) as e:
+                if not idempotent or attempt + 1 >= MAX_ATTEMPTS:
+                    error = self._connection_error(e)
+                    if not idempotent:
+                        error.hint = ("the request may or may not have been carried out; "
+                                      "it was not repeated so that nothing runs twice")
+                    raise error from None
+                delay = backoff_delay(attempt)
+            log.debug("retrying %s %s in %.2fs (attempt %d)", method, path, delay, attempt + 2)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def ws_connect(self, path: str, params: dict | None = None) -> aiohttp.ClientWebSocketResponse:
+        rel = self.rel_url(path, params)
+        headers = self.sign("GET", rel, "application/octet-stream")
+        ws_url = re.sub(r"^http", "ws", self.endpoint) + rel
+        try:
+            return await self.http.ws_connect(URL(ws_url, encoded=True), headers=headers, ssl=self.ssl,
+                                              heartbeat=30.0, max_msg_size=64 * 1024 * 1024)
+        except aiohttp.WSServerHandshakeError as e:
+            raise error_from_response(e.status, e.message or "", method="GET", path=path) from None
+        except aiohttp.ClientConnectorError as e:
+            raise self._connection_error(e) from None
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as e:
+            raise self._connection_error(e) from None

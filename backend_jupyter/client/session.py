@@ -1,0 +1,245 @@
+"""Compute sessions: create (get-or-create), execute, files, control, destroy."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ..config import Mount
+from .api import APIClient
+from .errors import APIVersionUnsupported, BadRequest, NotFound, SessionNotFound
+
+
+@dataclass
+class FileEntry:
+    name: str
+    size: int
+    mode: str
+    mtime: float
+    is_dir: bool
+
+
+def mount_fields(client: APIClient, mounts: Iterable[Mount | str]) -> dict[str, Any]:
+    """``config`` fields that mount ``mounts``: names plus ``mount_map`` (v5+) for aliases."""
+    names: list[str] = []
+    mount_map: dict[str, str] = {}
+    for mount in mounts:
+        mount = mount if isinstance(mount, Mount) else Mount(*str(mount).split(":", 1))
+        if mount.alias and client.version[0] >= 5:
+            names.append(mount.name)
+            mount_map[mount.name] = mount.alias
+        else:
+            names.append(str(mount))
+    fields: dict[str, Any] = {"mounts": names}
+    if mount_map:
+        fields["mount_map"] = mount_map
+    return fields
+
+
+class ComputeSession:
+    """A Backend.AI compute session, addressed by name (API v4) or name/id (v5+)."""
+
+    def __init__(self, client: APIClient, name: str, *, id: str | None = None):
+        self.client = client
+        self.name = name
+        self.id = id
+        self.created = False
+        self.status: str | None = None
+        self.image: str | None = None
+
+    def __repr__(self) -> str:
+        return f"ComputeSession(name={self.name!r}, id={self.id!r})"
+
+    @property
+    def path(self) -> str:
+        return f"/{self.client.session_prefix}/{self.name}"
+
+    @classmethod
+    async def get_or_create(
+        cls,
+        client: APIClient,
+        image: str,
+        *,
+        name: str,
+        type_: str = "interactive",
+        mounts: Sequence[Mount | str] = (),
+        environ: Mapping[str, str] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        tag: str | None = None,
+        reuse: bool = True,
+    ) -> ComputeSession:
+        """Create the session, or attach to the caller's live session of the same name."""
+        v4 = client.version[0] <= 4
+        config: dict[str, Any] = {
+            **mount_fields(client, [*client.config.vfolder_mounts, *mounts]),
+            "environ": dict(environ or {}),
+            "resources": dict(resources or {}),
+        }
+        body: dict[str, Any] = {
+            ("clientSessionToken" if v4 else "name"): name,
+            ("lang" if client.version <= (4, "20181215") else "image"): image,
+            "tag": tag,
+            "config": config,
+            "type": type_,
+            "reuseIfExists": reuse,
+            "domain": client.config.domain,
+            "group": client.config.group,
+        }
+        prefix = f"/{client.session_prefix}" + ("/create" if v4 else "")
+        data = await client.request("POST", prefix, json=body, idempotent=True)
+        session = cls(client, name, id=data.get("sessionId") or data.get("kernelId"))
+        session.created = bool(data.get("created", True))
+        session.status = data.get("status", "RUNNING")
+        session.image = image
+        return session
+
+    @classmethod
+    async def list(cls, client: APIClient) -> list[dict]:
+        """The caller's sessions, where the server offers a listing (the embedded server does;
+        a real manager lists sessions only through its GraphQL API)."""
+        try:
+            data = await client.request("GET", f"/{client.session_prefix}/_/match", params={"id": ""})
+        except (BadRequest, NotFound) as e:
+            raise APIVersionUnsupported("This server does not offer a REST listing of sessions") from e
+        return list(data.get("matches", []))
+
+    # -- execution -------------------------------------------------------------------------------
+    async def execute(self, mode: str, code: str = "", run_id: str | None = None,
+                      options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One call of the execute loop; returns the execution result object.
+
+        The run id goes under both ``runId`` and ``run_id``: older managers read the former,
+        26.9.x only the latter.  Never retried once sent (it may run user code).
+        """
+        body: dict[str, Any] = {"mode": mode, "code": code, "runId": run_id, "run_id": run_id}
+        if options:
+            body["options"] = dict(options)
+        data = await self.client.request("POST", self.path, json=body, idempotent=False)
+        return data["result"] if isinstance(data, dict) and "result" in data else data
+
+    async def stream(self) -> aiohttp.ClientWebSocketResponse:
+        """Open the websocket execute stream of this session."""
+        return await self.client.ws_connect(f"/stream/{self.client.session_prefix}/{self.name}/execute")
+
+    async def interrupt(self) -> None:
+        await self.client.request("POST", f"{self.path}/interrupt", idempotent=True, expect="none")
+
+    async def restart(self) -> None:
+        await self.client.request("PATCH", self.path, idempotent=True, expect="none")
+
+    async def complete(self, code: str, cursor: int | None = None) -> dict[str, Any]:
+        """Completions at ``cursor`` (default: the end of ``code``): ``{"completions": [...],
+        "cursor_start": int, "cursor_end": int}``."""
+        cursor = len(code) if cursor is None else cursor
+        before = code[:cursor]
+        row = before.count("\n")
+        col = len(before) - (before.rfind("\n") + 1)
+        line = code.split("\n")[row] if code else ""
+        body = {"code": code, "options": {"row": row, "col": col, "line": line, "post": code[cursor:]}}
+        data = await self.client.request("POST", f"{self.path}/complete", json=body, idempotent=True)
+        result = data.get("result", data) if isinstance(data, dict) else {}
+        if not isinstance(result, dict):
+            result = {"completions": result if isinstance(result, list) else []}
+        matches = [m for m in result.get("completions", []) if isinstance(m, str)]
+        return {
+            "completions": matches,
+            "cursor_start": int(result.get("cursor_start", cursor - _word_len(before))),
+            "cursor_end": int(result.get("cursor_end", cursor)),
+        }
+
+    # -- information -----------------------------------------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        return await self.client.request("GET", self.path)
+
+    async def logs(self) -> str:
+        data = await self.client.request("GET", f"{self.path}/logs")
+        return str(data.get("result", {}).get("logs", "")) if isinstance(data, dict) else str(data)
+
+    async def exists(self) -> bool:
+        try:
+            await self.info()
+        except SessionNotFound:
+            return False
+        return True
+
+    # -- files -----------------------------------------------------------------------------------
+    async def upload(self, files: Sequence[str | os.PathLike], *, basedir: str | os.PathLike | None = None) -> list[str]:
+        """Upload local files into the session's work dir, keeping paths relative to ``basedir``."""
+        base = Path(basedir or os.getcwd()).resolve()
+        entries = []
+        for f in files:
+            local = (base / f).resolve() if not Path(f).is_absolute() else Path(f).resolve()
+            remote = local.relative_to(base).as_posix()
+            entries.append((local, remote))
+
+        def form() -> aiohttp.FormData:
+            data = aiohttp.FormData(quote_fields=False)
+            for local, remote in entries:
+                data.add_field("src", local.read_bytes(), filename=remote,
+                               content_type="application/octet-stream")
+            return data
+
+        await self.client.request("POST", f"{self.path}/upload", form=form, idempotent=True, expect="none")
+        return [remote for _, remote in entries]
+
+    async def download(self, files: Sequence[str], dest: str | os.PathLike = ".") -> list[str]:
+        """Download files (or directories) from the work dir into ``dest``; returns the names."""
+        names: list[str] = []
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        parts = await self.client.request(
+            "GET", f"{self.path}/download", json={"files": list(files)}, expect="parts"
+        )
+        for _headers, data in parts:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                safe_extract(tar, dest)
+                names.extend(tar.getnames())
+        return names
+
+    async def list_files(self, path: str = ".") -> list[FileEntry]:
+        data = await self.client.request("GET", f"{self.path}/files", json={"path": path})
+        if data.get("errors"):
+            raise BadRequest(400, {"title": "Listing files failed", "msg": str(data["errors"])})
+        raw = data.get("files", "[]")
+        entries = json.loads(raw) if isinstance(raw, str) else raw
+        return [
+            FileEntry(e["filename"], int(e.get("size", 0)), str(e.get("mode", "")), float(e.get("mtime", 0)),
+                      str(e.get("mode", "")).startswith("d"))
+            for e in entries
+        ]
+
+    async def destroy(self, *, forced: bool = False) -> dict | None:
+        return await self.client.request(
+            "DELETE", self.path, params={"forced": "true"} if forced else None, idempotent=True
+        )
+
+
+def _word_len(text: str) -> int:
+    """Length of the identifier being typed at the end of ``text``."""
+    n = 0
+    for ch in reversed(text):
+        if not (ch.isalnum() or ch == "_"):
+            break
+        n += 1
+    return n
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract without letting a member escape ``dest`` (absolute paths, '..', links out)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (dest / member.name).resolve()
+        if root != target and root not in target.parents or member.issym() or member.islnk():
+            raise BadRequest(400, {"title": f"Refusing to extract {member.name!r} outside {dest}"})
+    tar.extractall(dest)

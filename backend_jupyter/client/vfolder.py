@@ -1,0 +1,175 @@
+"""Virtual folders: create, list, info, delete, mkdir, files, upload and download.
+
+File transfer follows the server's generation: multipart ``upload``/``download`` up to API
+v6.20200815, then ``request-upload`` (a tus upload to the returned URL) and ``request-download``
+(a token-checked GET).  From API v8, folders are addressed by id (``/folders/_/id`` resolves it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from .api import APIClient
+from .errors import BackendError, VFolderNotFound, error_from_response
+
+TUS_CHUNK = 8 * 1024 * 1024
+TRANSFER_V6 = (6, "20200815")
+ID_KEYED = (8, "20240315")
+
+
+class TransferFailed(BackendError):
+    hint = "retry; if it keeps failing, check the server's storage (disk space, permissions)"
+
+
+class VFolder:
+    def __init__(self, client: APIClient, name: str, *, id: str | None = None):
+        self.client = client
+        self.name = name
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"VFolder(name={self.name!r})"
+
+    # -- folder operations -----------------------------------------------------------------------
+    @classmethod
+    async def create(cls, client: APIClient, name: str, *, host: str | None = None,
+                     usage_mode: str = "general", permission: str = "rw") -> dict[str, Any]:
+        body = {"name": name, "host": host, "usage_mode": usage_mode, "permission": permission,
+                "group": None, "unmanaged_path": None, "cloneable": False}
+        return await client.request("POST", "/folders", json=body, idempotent=False)
+
+    @classmethod
+    async def list(cls, client: APIClient) -> list[dict[str, Any]]:
+        return await client.request("GET", "/folders", json={"all": False})
+
+    async def key(self) -> str:
+        """How the folder is addressed in paths: its name, or (API v8+) its id."""
+        if self.client.version < ID_KEYED:
+            return self.name
+        if self.id is None:
+            data = await self.client.request("GET", "/folders/_/id", json={"name": self.name})
+            self.id = str(data["id"]).replace("-", "")
+        return self.id
+
+    async def _path(self, suffix: str = "") -> str:
+        return f"/folders/{await self.key()}{suffix}"
+
+    async def info(self) -> dict[str, Any]:
+        return await self.client.request("GET", await self._path())
+
+    async def exists(self) -> bool:
+        try:
+            await self.info()
+        except VFolderNotFound:
+            return False
+        return True
+
+    async def delete(self) -> None:
+        if self.client.version >= ID_KEYED:
+            await self.client.request("DELETE", "/folders", json={"id": await self.key()}, expect="none")
+        else:
+            await self.client.request("DELETE", await self._path(), expect="none")
+
+    async def mkdir(self, path: str, *, parents: bool = True, exist_ok: bool = True) -> None:
+        await self.client.request("POST", await self._path("/mkdir"), idempotent=True, expect="none",
+                                  json={"path": path, "parents": parents, "exist_ok": exist_ok})
+
+    async def list_files(self, path: str = ".") -> list[dict[str, Any]]:
+        """Entries as ``{"name", "type" ("FILE"/"DIRECTORY"/"SYMLINK"), "size", "modified"}``."""
+        data = await self.client.request("GET", await self._path("/files"), json={"path": path})
+        if "items" in data:
+            return list(data["items"])
+        return [
+            {"name": e["filename"], "size": e.get("size", 0), "modified": e.get("mtime"),
+             "type": "DIRECTORY" if str(e.get("mode", "")).startswith("d") else "FILE"}
+            for e in json.loads(data.get("files") or "[]")
+        ]
+
+    async def delete_files(self, files: Sequence[str], *, recursive: bool = False) -> None:
+        await self.client.request("DELETE", await self._path("/delete-files"), idempotent=True,
+                                  json={"files": list(files), "recursive": recursive}, expect="none")
+
+    # -- transfers -------------------------------------------------------------------------------
+    async def upload(self, files: Sequence[str | os.PathLike], *, basedir: str | os.PathLike | None = None,
+                     dest: str = "") -> list[str]:
+        """Upload local files, stored under ``dest`` with their paths relative to ``basedir``."""
+        base = Path(basedir or os.getcwd()).resolve()
+        entries = []
+        for f in files:
+            local = Path(f) if Path(f).is_absolute() else base / f
+            remote = local.resolve().relative_to(base).as_posix()
+            entries.append((local, f"{dest.rstrip('/')}/{remote}" if dest else remote))
+        if self.client.version >= TRANSFER_V6:
+            for local, remote in entries:
+                await self._tus_upload(local, remote)
+        else:
+            def form() -> aiohttp.FormData:
+                data = aiohttp.FormData(quote_fields=False)
+                for local, remote in entries:
+                    data.add_field("src", local.read_bytes(), filename=remote,
+                                   content_type="application/octet-stream")
+                return data
+
+            await self.client.request("POST", await self._path("/upload"), form=form, idempotent=True,
+                                      expect="none")
+        return [remote for _, remote in entries]
+
+    async def _tus_upload(self, local: Path, remote: str) -> None:
+        size = local.stat().st_size
+        grant = await self.client.request("POST", await self._path("/request-upload"),
+                                          json={"path": remote, "size": size}, idempotent=True)
+        url = URL(grant["url"]).with_query({"token": grant["token"]})
+        headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+        offset = 0
+        with open(local, "rb") as f:
+            while offset < size:
+                f.seek(offset)
+                chunk = f.read(TUS_CHUNK)
+                async with self.client.http.patch(url, data=chunk, ssl=self.client.ssl,
+                                                  headers={**headers, "Upload-Offset": str(offset)}) as resp:
+                    if resp.status not in (200, 204):
+                        raise TransferFailed(f"Uploading {remote!r} failed at byte {offset} (HTTP {resp.status})")
+                    new_offset = int(resp.headers.get("Upload-Offset", offset + len(chunk)))
+                if new_offset <= offset:
+                    raise TransferFailed(f"Uploading {remote!r} made no progress at byte {offset}")
+                offset = new_offset
+
+    async def download(self, files: Sequence[str], dest: str | os.PathLike = ".") -> list[Path]:
+        """Download files into ``dest``, keeping their relative paths."""
+        dest = Path(dest)
+        for name in files:
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise TransferFailed(f"Refusing to download {name!r}: use a path relative to the folder",
+                                     hint="")
+        written = []
+        if self.client.version >= TRANSFER_V6:
+            for name in files:
+                grant = await self.client.request("POST", await self._path("/request-download"),
+                                                  json={"path": name}, idempotent=True)
+                url = URL(grant["url"]).with_query({"token": grant["token"]})
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                async with self.client.http.get(url, ssl=self.client.ssl) as resp:
+                    if resp.status != 200:
+                        raise error_from_response(resp.status, await resp.text(errors="replace"),
+                                                  method="GET", path=str(url.path))
+                    with open(target, "wb") as f:
+                        async for chunk in resp.content.iter_chunked(1 << 20):
+                            f.write(chunk)
+                written.append(target)
+        else:
+            parts = await self.client.request("GET", await self._path("/download"),
+                                              json={"files": list(files)}, expect="parts")
+            for name, (_headers, data) in zip(files, parts):
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                written.append(target)
+        return written

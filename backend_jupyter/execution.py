@@ -1,0 +1,264 @@
+"""The execute loop, written once for every front-end.
+
+:func:`run_cell` drives one run on a compute session and yields typed events; it knows the
+protocol (``query``/``batch`` → ``continue`` while ``continued``/``*-finished`` → ``input`` on
+``waiting-input`` → done on ``finished``/``exec-timeout``) and nothing about Jupyter.  It streams
+over the websocket where the server offers it and falls back to polling; both give the same events.
+
+    async for event in run_cell(session, "print(input('name? '))"):
+        if isinstance(event, InputRequest):
+            event.answer(await ask_user(event.prompt, password=event.password))
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .client.errors import AuthenticationFailed, BackendAPIError, BackendError, ServerUnreachable
+from .client.session import ComputeSession
+
+log = logging.getLogger("backend_jupyter.execution")
+
+TERMINAL = frozenset({"finished", "exec-timeout"})
+STEPS = frozenset({"clean-finished", "build-finished"})
+DRAIN_SECONDS = 10.0
+
+
+class RunLost(BackendError):
+    hint = "the session is usually still there: run the cell again"
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+@dataclass
+class Output:
+    """Text on ``stdout`` or ``stderr``."""
+
+    stream: str
+    text: str
+
+
+@dataclass
+class Display:
+    """A rich console record (``media`` ``[mime, data]``, ``html``, ``log``, ...); see display.py."""
+
+    kind: str
+    data: Any
+
+
+@dataclass
+class InputRequest:
+    """The run waits for a line of input.  Call :meth:`answer` (or :meth:`cancel` when the user
+    interrupted instead of answering: the loop then keeps reading the run's output)."""
+
+    prompt: str
+    password: bool
+    _reply: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future(), repr=False)
+
+    def answer(self, text: str) -> None:
+        if not self._reply.done():
+            self._reply.set_result(text)
+
+    def cancel(self) -> None:
+        if not self._reply.done():
+            self._reply.set_result(None)
+
+    async def wait(self) -> str | None:
+        return await self._reply
+
+
+@dataclass
+class StepFinished:
+    """A batch step ended (``clean-finished`` / ``build-finished``) with its exit code."""
+
+    status: str
+    exit_code: int | None
+
+
+@dataclass
+class Finished:
+    """The run ended: ``status`` is ``finished`` or ``exec-timeout`` (then ``exit_code`` is None)."""
+
+    exit_code: int | None
+    status: str = "finished"
+
+
+@dataclass
+class RunFailed:
+    """The run could not be carried on (server error, lost connection, ...)."""
+
+    error: BackendError
+
+
+Event = Output | Display | InputRequest | StepFinished | Finished | RunFailed
+
+
+def console_events(console: list, *, waiting_input: bool = False) -> tuple[list[Event], str]:
+    """Events for one response's console records; on ``waiting-input`` the trailing partial line
+    of stdout is the prompt (a real manager sends the prompt as stdout) and is returned apart."""
+    events: list[Event] = []
+    prompt = ""
+    if waiting_input and console and console[-1][0] == "stdout":
+        text = console[-1][1]
+        cut = text.rfind("\n") + 1
+        prompt = text[cut:]
+        console = console[:-1] + ([["stdout", text[:cut]]] if cut else [])
+    for record in console:
+        if not isinstance(record, (list, tuple)) or len(record) != 2:
+            continue
+        kind, data = record
+        if kind in ("stdout", "stderr"):
+            if data:
+                events.append(Output(kind, data))
+        else:
+            events.append(Display(kind, data))
+    return events, prompt
+
+
+# -- the loop --------------------------------------------------------------------------------------
+
+async def run_cell(
+    session: ComputeSession,
+    code: str,
+    *,
+    mode: str = "query",
+    options: Mapping[str, Any] | None = None,
+    transport: str = "auto",
+) -> AsyncIterator[Event]:
+    """Run ``code`` (``mode="query"``) or a batch job (``mode="batch"``, ``options`` with
+    ``clean``/``build``/``exec``) and yield its events, ending with :class:`Finished` or
+    :class:`RunFailed`.  ``transport``: ``"auto"`` (websocket, else polling), ``"ws"`` or ``"poll"``."""
+    if transport not in ("auto", "ws", "poll"):
+        raise ValueError("transport must be 'auto', 'ws' or 'poll'")
+    ws = None
+    if transport in ("auto", "ws"):
+        try:
+            ws = await session.stream()
+        except (AuthenticationFailed, ServerUnreachable) as e:
+            yield RunFailed(e)
+            return
+        except BackendError as e:
+            if transport == "ws":
+                yield RunFailed(e)
+                return
+            log.info("websocket execution unavailable (%s); polling instead", e)
+    if ws is not None:
+        async for event in _run_ws(session, ws, code, mode, options):
+            yield event
+    else:
+        async for event in _run_poll(session, code, mode, options):
+            yield event
+
+
+async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> AsyncIterator[Event]:
+    run_id: str | None = None
+    try:
+        try:
+            result = await session.execute(mode, code, None, options)
+        except BackendError as e:
+            yield RunFailed(e)
+            return
+        while True:
+            run_id = result.get("runId") or run_id
+            status = result.get("status")
+            events, prompt = console_events(result.get("console") or [], waiting_input=status == "waiting-input")
+            for event in events:
+                yield event
+            if status in TERMINAL:
+                yield Finished(result.get("exitCode") if status == "finished" else None, status)
+                return
+            next_mode, text = "continue", ""
+            if status in STEPS:
+                yield StepFinished(status, result.get("exitCode"))
+            elif status == "waiting-input":
+                request = InputRequest(prompt, bool((result.get("options") or {}).get("is_password")))
+                yield request
+                answer = await request.wait()
+                if answer is not None:
+                    next_mode, text = "input", answer
+            elif status != "continued":
+                yield RunFailed(RunLost(f"The server answered with an unknown run status {status!r}"))
+                return
+            try:
+                result = await session.execute(next_mode, text, run_id)
+            except BackendAPIError as e:
+                yield RunFailed(e)
+                return
+            except BackendError as e:
+                yield RunFailed(RunLost(f"Lost contact with the run: {e.message}"))
+                return
+    except asyncio.CancelledError:
+        await asyncio.shield(_abort_poll(session, run_id))
+        raise
+
+
+async def _abort_poll(session: ComputeSession, run_id: str | None) -> None:
+    """The caller went away mid-run: interrupt it remotely and drain what it still prints."""
+    with contextlib.suppress(BackendError, asyncio.TimeoutError):
+        await asyncio.wait_for(session.interrupt(), DRAIN_SECONDS)
+        if run_id is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while loop.time() < deadline:
+            result = await asyncio.wait_for(session.execute("continue", "", run_id), DRAIN_SECONDS)
+            if result.get("status") in TERMINAL:
+                return
+            if result.get("status") == "waiting-input":
+                await session.interrupt()
+
+
+async def _run_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse, code: str, mode: str,
+                  options) -> AsyncIterator[Event]:
+    try:
+        await ws.send_str(json.dumps({"code": code, "mode": mode, "options": dict(options or {})}))
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            status = data.get("status")
+            if status in ("error", "server-restarting"):
+                yield RunFailed(RunLost(f"The server stopped the run: {data.get('msg') or status}"))
+                return
+            events, prompt = console_events(data.get("console") or [], waiting_input=status == "waiting-input")
+            for event in events:
+                yield event
+            if status in TERMINAL:
+                yield Finished(data.get("exitCode") if status == "finished" else None, status)
+                return
+            if status in STEPS:
+                yield StepFinished(status, data.get("exitCode"))
+            elif status == "waiting-input":
+                request = InputRequest(prompt, bool((data.get("options") or {}).get("is_password")))
+                yield request
+                answer = await request.wait()
+                if answer is not None:
+                    await ws.send_str(answer)
+        yield RunFailed(RunLost("The connection to the run closed before it finished"))
+    except asyncio.CancelledError:
+        await asyncio.shield(_abort_ws(session, ws))
+        raise
+    except (aiohttp.ClientError, ValueError) as e:
+        yield RunFailed(RunLost(f"The connection to the run broke: {e}"))
+    finally:
+        await ws.close()
+
+
+async def _abort_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+    with contextlib.suppress(BackendError, asyncio.TimeoutError, aiohttp.ClientError):
+        await asyncio.wait_for(session.interrupt(), DRAIN_SECONDS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while loop.time() < deadline:
+            msg = await asyncio.wait_for(ws.receive(), max(0.1, deadline - loop.time()))
+            if msg.type != aiohttp.WSMsgType.TEXT or json.loads(msg.data).get("status") in TERMINAL:
+                return
