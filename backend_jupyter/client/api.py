@@ -13,7 +13,6 @@ import json as jsonlib
 import logging
 import random
 import re
-import ssl
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -104,7 +103,11 @@ class APIClient:
             )
             self._http = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": self.user_agent})
         if self.api_version is None:
-            await self.negotiate()
+            try:
+                await self.negotiate()
+            except BaseException:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         if self._http is not None and not self._http.closed:
@@ -118,8 +121,8 @@ class APIClient:
         return self._http
 
     @property
-    def ssl(self) -> ssl.SSLContext | bool | None:
-        return False if self.config.skip_sslcert_validation else None
+    def ssl(self) -> bool:
+        return not self.config.skip_sslcert_validation
 
     # -- endpoints and versions ------------------------------------------------------------------
     @property

@@ -183,13 +183,16 @@ class Run:
                     break
                 await self._wait(min(remaining, 0.5))
                 await self.session.watchdog(self)
-            # Coalesce: a little more output usually follows the first piece.
+            # Coalesce: a little more output (or the end of the run) usually follows the first
+            # piece.  Wait for *changes*, not readiness: the buffer is already non-empty here.
             end = loop.time() + COALESCE_SECONDS
             while self.buffer and not self.done and self.pending_input is None:
                 remaining = end - loop.time()
                 if remaining <= 0:
                     break
-                await self._wait(remaining)
+                self.changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), remaining)
             return self._take()
 
     def _take(self) -> RunResult:
@@ -367,7 +370,8 @@ class ComputeSession:
             try:
                 await self._shell_request(msg_id, 1.0)
                 await asyncio.wait_for(seen, 0.5)
-                return
+                if await self._probe_stdin():
+                    return
             except asyncio.TimeoutError:
                 if not await self.km.is_alive():
                     break
@@ -375,6 +379,21 @@ class ComputeSession:
                 self._iopub_probes.pop(msg_id, None)
         self.status = "ERROR"
         raise KernelCreationFailed("The kernel did not become ready.")
+
+    async def _probe_stdin(self) -> bool:
+        """Check that an input request reaches us.  The kernel's stdin ROUTER drops messages for a
+        peer whose connection is not up yet, which would leave the first ``input()`` hanging; a
+        silent ``input()`` (answered by :meth:`_on_stdin`) proves the route."""
+        msg_id = self.kc.execute("input()", silent=True, store_history=False, allow_stdin=True)
+        try:
+            await self._shell_request(msg_id, 1.0)
+            return True
+        except asyncio.TimeoutError:
+            log.info("session %s: the stdin probe got no input request; retrying", self.name)
+            await self.km.interrupt_kernel()  # unblock the unanswered input() and try again
+            with contextlib.suppress(asyncio.TimeoutError):
+                await self._shell_request(msg_id, 1.0)
+            return False
 
     async def _shell_request(self, msg_id: str, timeout: float) -> dict:
         waiter = asyncio.get_running_loop().create_future()
