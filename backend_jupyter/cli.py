@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     create = keypair_sub.add_parser("create", help="add a keypair and print it as shell exports")
     _data_dir_arg(create)
 
+    install = sub.add_parser("install", help="install the Backend.AI kernelspec(s) into Jupyter")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="install for the current user")
+    where.add_argument("--sys-prefix", action="store_true", help="install into sys.prefix (default)")
+    where.add_argument("--prefix", help="install under this prefix")
+    install.add_argument("--image", help="the session image of an extra kernelspec (e.g. python:3.11)")
+    install.add_argument("--name", help="kernelspec key for --image (default: derived from the image)")
+    install.add_argument("--display-name", help="display name for --image")
+
     demo = sub.add_parser("demo", help="start the embedded server and run a short session on it")
     _data_dir_arg(demo)
     return parser
@@ -71,6 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             keypair = keys.add()
             sys.stdout.write(keypair.exports(endpoint or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"))
+        return 0
+    if args.command == "install":
+        import re
+
+        from .kernelspecs import IMAGES, install
+
+        if args.image:
+            key = args.name or re.sub(r"[^a-z0-9._-]+", "-", args.image.lower()).strip("-")
+            targets = [(key, args.image, args.display_name or f"Backend.AI {args.image}")]
+        else:
+            targets = [(key, None, None) for key in IMAGES]
+        for key, image, display_name in targets:
+            path = install(key, user=args.user, prefix=args.prefix, image=image, display_name=display_name)
+            print(f"Installed kernelspec in {path}")
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 API_VERSION_RE = re.compile(r"^v(\d+)\.(\d{8})$")
 VFOLDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+SESSION_NAME_RE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
@@ -47,6 +48,7 @@ class Config:
     read_timeout: float = 0.0  # 0 = no read timeout, as in the SDK
     domain: str = "default"
     group: str = "default"
+    session_name: str | None = None  # attach to this named session instead of creating our own
 
     @property
     def endpoint(self) -> str | None:
@@ -79,6 +81,7 @@ class Config:
             read_timeout=parse_seconds(get("READ_TIMEOUT"), "BACKEND_READ_TIMEOUT", 0.0),
             domain=(get("DOMAIN") or "default").strip(),
             group=(get("GROUP") or "default").strip(),
+            session_name=parse_session_name(get("SESSION_NAME"), "BACKEND_SESSION_NAME"),
         )
 
 
@@ -139,6 +142,15 @@ def parse_api_version(raw: str | None, variable: str = "BACKEND_API_VERSION") ->
     raw = raw.strip()
     if not API_VERSION_RE.match(raw):
         raise ConfigError(f"{variable}: {raw!r} is not an API version like 'v9.20250722' or 'v4.20190615'")
+    return raw
+
+
+def parse_session_name(raw: str | None, variable: str = "BACKEND_SESSION_NAME") -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    if not SESSION_NAME_RE.match(raw):
+        raise ConfigError(f"{variable}: {raw!r} is not a session name (4-64 letters, digits, '_', '.', '-')")
     return raw
 
 

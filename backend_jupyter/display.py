@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import struct
 from html import escape
 from typing import Any
@@ -221,3 +222,41 @@ def _svg(canvas: dict[str, Any]) -> str:
                 parts.append(f'<polygon points="{points}" stroke="{_color(border)}" fill="{_color(fill)}"{rot}/>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+# -- remote tracebacks -----------------------------------------------------------------------------
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TRACEBACK_START = re.compile(r"^(?:-{20,}|Traceback \(most recent call last\):)\s*$|^\s*File \"", re.M)
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI_RE.sub("", text)
+
+
+def find_traceback(stderr: str) -> int | None:
+    """Where a Python traceback starts in ``stderr`` (IPython's coloured one or the plain one)."""
+    match = _TRACEBACK_START.search(strip_ansi(stderr))
+    if match is None:
+        return None
+    # Map the position in the stripped text back onto the raw text, line by line.
+    line_no = strip_ansi(stderr)[: match.start()].count("\n")
+    lines = stderr.split("\n")
+    return sum(len(line) + 1 for line in lines[:line_no])
+
+
+def parse_traceback(text: str) -> tuple[str, str, list[str]]:
+    """``(ename, evalue, traceback lines)`` of a remote Python traceback; the lines keep their
+    ANSI colours (front-ends render them)."""
+    lines = text.rstrip("\n").split("\n")
+    for line in reversed(lines):
+        plain = strip_ansi(line).strip()
+        if not plain:
+            continue
+        match = _EXCEPTION_LINE.match(plain)
+        if match and not plain.startswith(("File ", "Cell ")):
+            return match.group(1), match.group(2) or "", lines
+        break
+    last = next((strip_ansi(line).strip() for line in reversed(lines) if line.strip()), "")
+    return "RemoteError", last, lines

@@ -27,7 +27,7 @@ from typing import Any
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
-from ..config import session_base_environ
+from ..config import SESSION_NAME_RE, session_base_environ
 from .errors import (
     ImageNotFound,
     InvalidAPIParameters,
@@ -39,7 +39,6 @@ from .records import RecordBuffer, bundle_to_record
 
 log = logging.getLogger("backend_jupyter.server")
 
-SESSION_NAME_RE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
 RUN_ID_RE = re.compile(r"^[\w.:-]{1,64}$", re.ASCII)
 OWN_PYTHON = "python"
 WRAPPER_KERNEL_PREFIX = "backend"  # the product's own wrapper kernelspecs are never session images

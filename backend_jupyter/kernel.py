@@ -1,0 +1,521 @@
+"""The "Backend.AI Python" wrapper kernel: every cell runs on a Backend.AI compute session.
+
+Built on ``ipykernel.kernelbase.Kernel`` with async handlers (see ../shared/JUPYTER-NOTES.md):
+
+* ``do_execute`` drives :func:`backend_jupyter.execution.run_cell` and turns its events into IOPub
+  messages: stream text is coalesced (by size and a short interval) so IOPub never floods, rich
+  records become ``display_data``, and a failed cell publishes one ``error`` and replies
+  ``status: error``.  It always returns a reply, whatever happens.
+* ``input()``/``getpass()`` use the stdin channel through a wait of our own that never blocks the
+  event loop and can be abandoned on interrupt.
+* The stop button (``interrupt_mode: message``) interrupts the remote run; restart resets the remote
+  session (files stay); shutdown destroys it unless it was attached by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+from ipykernel.kernelbase import Kernel
+from traitlets import Enum, Float, Unicode
+
+from . import __version__
+from .client import APIClient, BackendError, ComputeSession, SessionNotFound
+from .config import Config, ConfigError, parse_mounts
+from .display import find_traceback, parse_traceback, record_bundle
+from .embedded import EmbeddedServerError, resolve_config
+from .execution import Display, Finished, InputRequest, Output, RunFailed, StepFinished, run_cell
+
+log = logging.getLogger("backend_jupyter.kernel")
+
+STREAM_FLUSH_INTERVAL = 0.1
+STREAM_FLUSH_BYTES = 64 * 1024
+INTERRUPT_GRACE = 5.0
+STDIN_POLL = 0.02
+INSPECT_MARKER = "\x1eBACKEND_JUPYTER_INSPECT\x1e"
+
+
+@dataclass
+class Cell:
+    """What the kernel knows about the cell that is running."""
+
+    task: asyncio.Task
+    session: ComputeSession | None = None
+    input_request: InputRequest | None = None
+    stdin_cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    interrupted: bool = False
+
+
+class StreamBuffer:
+    """Coalesces remote output into few, larger ``stream`` messages (IOPub drops floods)."""
+
+    def __init__(self, kernel: BackendKernel, interval: float):
+        self.kernel = kernel
+        self.interval = interval
+        self.name: str | None = None
+        self.parts: list[str] = []
+        self.size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def write(self, name: str, text: str) -> None:
+        if self.name != name:
+            self.flush()
+            self.name = name
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= STREAM_FLUSH_BYTES:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def take(self, name: str) -> str:
+        """Pending text of ``name`` (removed from the buffer)."""
+        if self.name != name:
+            return ""
+        text = "".join(self.parts)
+        self.parts, self.size = [], 0
+        return text
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.parts and self.name:
+            self.kernel.send_response(self.kernel.iopub_socket, "stream",
+                                      {"name": self.name, "text": "".join(self.parts)})
+        self.parts, self.size = [], 0
+
+
+class BackendKernel(Kernel):
+    implementation = "backend_jupyter"
+    implementation_version = __version__
+    banner = f"Backend.AI Python — cells run on a Backend.AI compute session (backend_jupyter {__version__})"
+    language_info = {
+        "name": "python",
+        "version": "3",
+        "mimetype": "text/x-python",
+        "file_extension": ".py",
+        "pygments_lexer": "ipython3",
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "nbconvert_exporter": "python",
+    }
+    help_links = [{"text": "Backend.AI", "url": "https://docs.backend.ai/"}]
+
+    image = Unicode("python", help="The compute session image (e.g. python, python:3.11).").tag(config=True)
+    session_name = Unicode("", help="Attach to this named session (default: BACKEND_SESSION_NAME, "
+                                    "else a name derived from the Jupyter kernel id).").tag(config=True)
+    endpoint = Unicode("", help="Override BACKEND_ENDPOINT.").tag(config=True)
+    access_key = Unicode("", help="Override BACKEND_ACCESS_KEY.").tag(config=True)
+    secret_key = Unicode("", help="Override BACKEND_SECRET_KEY.").tag(config=True)
+    vfolder_mounts = Unicode("", help="Override BACKEND_VFOLDER_MOUNTS (name or name:alias, comma-separated).").tag(config=True)
+    api_version = Unicode("", help="Pin an API version (override BACKEND_API_VERSION).").tag(config=True)
+    transport = Enum(["auto", "ws", "poll"], "auto", help="How runs are streamed.").tag(config=True)
+    stream_flush_interval = Float(STREAM_FLUSH_INTERVAL, help="Seconds output is coalesced before it is sent.").tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._client: APIClient | None = None
+        self._session: ComputeSession | None = None
+        self._owned = True  # created by us, so destroyed by us
+        self._cell: Cell | None = None
+        self._shell_loop: asyncio.AbstractEventLoop | None = None
+        self._config: Config | None = None
+        self._restarting = False
+        self._destroyed = False
+        atexit.register(self._destroy_at_exit)
+
+    # -- configuration and session -------------------------------------------------------------
+    def kernel_id(self) -> str:
+        try:
+            from ipykernel.kernelapp import IPKernelApp
+
+            if IPKernelApp.initialized():
+                name = os.path.basename(IPKernelApp.instance().connection_file)
+                match = re.match(r"kernel-([\w-]+)\.json$", name)
+                if match:
+                    return match.group(1)
+        except Exception:  # pragma: no cover - defensive: never fail for a name
+            pass
+        return str(self.session.session if self.session else uuid.uuid4())
+
+    def resolved_config(self) -> Config:
+        config = Config.from_env()
+        overrides: dict[str, Any] = {}
+        if self.endpoint:
+            overrides["endpoints"] = tuple(e.strip().rstrip("/") for e in self.endpoint.split(",") if e.strip())
+        if self.access_key:
+            overrides["access_key"] = self.access_key
+        if self.secret_key:
+            overrides["secret_key"] = self.secret_key
+        if self.vfolder_mounts:
+            overrides["vfolder_mounts"] = parse_mounts(self.vfolder_mounts, "BackendKernel.vfolder_mounts")
+        if self.api_version:
+            overrides["api_version"] = self.api_version
+        if self.session_name:
+            overrides["session_name"] = self.session_name
+        return config.replace(**overrides)
+
+    async def ensure_session(self) -> ComputeSession:
+        if self._session is not None:
+            return self._session
+        if self._client is None:
+            config, _server = await asyncio.to_thread(resolve_config, self.resolved_config())
+            self._config = config
+            client = APIClient(config, user_agent=f"backend_jupyter-kernel/{__version__}")
+            await client.open()
+            self._client = client
+        name = self._config.session_name or f"jupyter-{self.kernel_id()}"
+        self._owned = self._config.session_name is None
+        self._session = await ComputeSession.get_or_create(self._client, self.image, name=name)
+        self._destroyed = False
+        return self._session
+
+    async def _forget_session(self) -> None:
+        self._session = None
+
+    # -- execute ---------------------------------------------------------------------------------
+    async def do_execute(self, code, silent, store_history=True, user_expressions=None, allow_stdin=False,
+                         *, cell_meta=None, cell_id=None):
+        self._allow_stdin = allow_stdin
+        self._shell_loop = asyncio.get_running_loop()
+        cell = Cell(asyncio.current_task())
+        self._cell = cell
+        sink = StreamBuffer(self, self.stream_flush_interval)
+        try:
+            return await self._execute(cell, sink, code, silent, allow_stdin)
+        except asyncio.CancelledError:
+            sink.flush()
+            return self._error_reply("KeyboardInterrupt", "Interrupted", silent)
+        except (BackendError, ConfigError, EmbeddedServerError) as e:
+            sink.flush()
+            return self._error_reply(type(e).__name__, str(e), silent)
+        except Exception as e:  # never leave the front-end without a reply
+            log.exception("unexpected error while running a cell")
+            sink.flush()
+            return self._error_reply(type(e).__name__, f"Internal error in the Backend.AI kernel: {e}", silent)
+        finally:
+            if self._cell is cell:
+                self._cell = None
+
+    async def _execute(self, cell: Cell, sink: StreamBuffer, code: str, silent: bool, allow_stdin: bool) -> dict:
+        if not code.strip():
+            return self._ok_reply()
+        session = await self.ensure_session()
+        cell.session = session
+        finished: Finished | None = None
+        failure: BackendError | None = None
+        held_stderr = ""  # a traceback is held back until we know the run failed
+        async for event in run_cell(session, code, transport=self.transport):
+            if isinstance(event, Output):
+                if event.stream == "stderr" and not silent:
+                    held_stderr = self._route_stderr(sink, held_stderr + event.text)
+                elif not silent:
+                    sink.write(event.stream, event.text)
+            elif isinstance(event, Display):
+                if held_stderr:
+                    sink.write("stderr", held_stderr)
+                    held_stderr = ""
+                sink.flush()
+                if not silent:
+                    self.send_response(self.iopub_socket, "display_data",
+                                       {"data": record_bundle(event.kind, event.data), "metadata": {}, "transient": {}})
+            elif isinstance(event, InputRequest):
+                if held_stderr:
+                    sink.write("stderr", held_stderr)
+                    held_stderr = ""
+                sink.flush()
+                await self._answer(cell, event, allow_stdin)
+            elif isinstance(event, StepFinished):
+                pass
+            elif isinstance(event, Finished):
+                finished = event
+            elif isinstance(event, RunFailed):
+                failure = event.error
+        if finished is not None and finished.status == "finished" and finished.exit_code == 0:
+            if held_stderr:
+                sink.write("stderr", held_stderr)
+            sink.flush()
+            return self._ok_reply()
+        # The run failed: its traceback (if any) becomes the one error message.
+        sink.flush()
+        if failure is not None:
+            if held_stderr:
+                sink.write("stderr", held_stderr)
+                sink.flush()
+            if isinstance(failure, SessionNotFound):
+                await self._forget_session()
+            return self._error_reply(type(failure).__name__, str(failure), silent)
+        if finished is not None and finished.status == "exec-timeout":
+            if held_stderr:
+                sink.write("stderr", held_stderr)
+                sink.flush()
+            return self._error_reply("TimeoutError", "The execution time limit of the session was exceeded", silent)
+        exit_code = finished.exit_code if finished else None
+        start = find_traceback(held_stderr)
+        if start is not None:
+            before, tb = held_stderr[:start], held_stderr[start:]
+            if before:
+                sink.write("stderr", before)
+                sink.flush()
+            ename, evalue, lines = parse_traceback(tb)
+            if cell.interrupted and ename == "RemoteError":
+                ename = "KeyboardInterrupt"
+            return self._error_reply(ename, evalue, silent, lines)
+        if held_stderr:
+            sink.write("stderr", held_stderr)
+            sink.flush()
+        if cell.interrupted:
+            return self._error_reply("KeyboardInterrupt", "Interrupted", silent)
+        if exit_code == 130:  # the session's kernel vanished mid-run
+            await self._forget_session()
+            return self._error_reply("RemoteSessionDied", "The remote session died; the next cell starts a new one", silent)
+        return self._error_reply("RemoteError", f"The cell failed on the remote session (exit code {exit_code})", silent)
+
+    def _route_stderr(self, sink: StreamBuffer, text: str) -> str:
+        """Send stderr on, except from where a traceback starts: that part is held (returned)."""
+        start = find_traceback(text)
+        if start is None:
+            sink.write("stderr", text)
+            return ""
+        if start:
+            sink.write("stderr", text[:start])
+        return text[start:]
+
+    def _ok_reply(self) -> dict:
+        return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
+
+    def _error_reply(self, ename: str, evalue: str, silent: bool, traceback: list[str] | None = None) -> dict:
+        if traceback is None:
+            traceback = [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]
+        content = {"ename": ename, "evalue": evalue, "traceback": traceback}
+        if not silent:
+            self.send_response(self.iopub_socket, "error", content)
+        return {"status": "error", "execution_count": self.execution_count, **content}
+
+    # -- stdin -----------------------------------------------------------------------------------
+    async def _answer(self, cell: Cell, request: InputRequest, allow_stdin: bool) -> None:
+        if not allow_stdin:
+            request.cancel()
+            self.send_response(self.iopub_socket, "stream", {
+                "name": "stderr",
+                "text": "This front-end cannot answer input requests: the remote input() was interrupted.\n",
+            })
+            cell.interrupted = True
+            await cell.session.interrupt()
+            return
+        cell.input_request = request
+        try:
+            value = await self._read_stdin(request.prompt, request.password, cell.stdin_cancel)
+        finally:
+            cell.input_request = None
+        if value is None:
+            request.cancel()
+        else:
+            request.answer("" if value == "\x04" else value)
+
+    async def _read_stdin(self, prompt: str, password: bool, cancel: asyncio.Event) -> str | None:
+        """Ask the front-end for a line without blocking the event loop; None when abandoned.
+        Stale replies (to an abandoned request) are purged before each new request."""
+        while True:
+            try:
+                self.stdin_socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        self.session.send(self.stdin_socket, "input_request", {"prompt": prompt, "password": password},
+                          self.get_parent("shell"), ident=self._get_shell_context_var(self._shell_parent_ident))
+        while not cancel.is_set():
+            if self.stdin_socket.poll(0):
+                _ident, reply = self.session.recv(self.stdin_socket, zmq.NOBLOCK)
+                if reply is not None and reply.get("msg_type", reply.get("header", {}).get("msg_type")) == "input_reply":
+                    return str(reply["content"].get("value", ""))
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(cancel.wait(), STDIN_POLL)
+        return None
+
+    # -- interrupt, shutdown ---------------------------------------------------------------------
+    async def interrupt_request(self, stream, ident, parent):
+        """Runs on the control thread: hop to the shell loop and interrupt the remote run."""
+        if self._shell_loop is not None and not self._shell_loop.is_closed():
+            self._shell_loop.call_soon_threadsafe(self._interrupt_cell)
+        self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
+
+    def _interrupt_cell(self) -> None:
+        cell = self._cell
+        if cell is None:
+            return
+        cell.interrupted = True
+        cell.stdin_cancel.set()
+        if cell.session is None:  # still starting the session: just stop waiting
+            cell.task.cancel()
+            return
+        asyncio.ensure_future(self._interrupt_remote(cell))
+
+    async def _interrupt_remote(self, cell: Cell) -> None:
+        try:
+            await asyncio.wait_for(cell.session.interrupt(), INTERRUPT_GRACE)
+        except (BackendError, asyncio.TimeoutError) as e:
+            log.warning("remote interrupt failed: %s", e)
+            cell.task.cancel()
+            return
+        await asyncio.sleep(INTERRUPT_GRACE)
+        if self._cell is cell and not cell.task.done():  # the run did not end: stop waiting for it
+            cell.task.cancel()
+
+    async def do_shutdown(self, restart):
+        """Runs on the control thread; the client lives on the shell loop."""
+        self._restarting = restart
+        if self._shell_loop is not None and not self._shell_loop.is_closed() and self._client is not None:
+            future = asyncio.run_coroutine_threadsafe(self._shutdown_session(restart), self._shell_loop)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(future), 15)
+            except Exception as e:
+                log.warning("could not %s the remote session: %s", "restart" if restart else "destroy", e)
+        return {"status": "ok", "restart": restart}
+
+    async def _shutdown_session(self, restart: bool) -> None:
+        try:
+            if self._session is not None:
+                if restart:
+                    await self._session.restart()  # the next kernel process reattaches by name
+                elif self._owned:
+                    await self._session.destroy()
+                    self._destroyed = True
+        except SessionNotFound:
+            self._destroyed = True
+        finally:
+            if self._client is not None:
+                await self._client.close()
+            self._client = None
+
+    def _destroy_at_exit(self) -> None:
+        """Exit paths we can see (SIGTERM, crash of the front-end, ...): don't leak our session."""
+        if self._session is None or not self._owned or self._destroyed or self._restarting or self._config is None:
+            return
+        name = self._session.name
+
+        async def destroy():
+            async with APIClient(self._config) as api:
+                with contextlib.suppress(BackendError):
+                    await ComputeSession(api, name).destroy()
+
+        def run():
+            with contextlib.suppress(Exception):
+                asyncio.run(asyncio.wait_for(destroy(), 10))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(12)
+
+    # -- completion, inspection, is_complete -------------------------------------------------------
+    async def do_complete(self, code, cursor_pos):
+        cursor_pos = len(code) if cursor_pos is None else cursor_pos
+        empty = {"status": "ok", "matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos, "metadata": {}}
+        if self._session is None:
+            return empty
+        try:
+            result = await self._session.complete(code, cursor_pos)
+        except BackendError as e:
+            log.warning("completion failed: %s", e)
+            return empty
+        return {"status": "ok", "matches": result["completions"], "cursor_start": result["cursor_start"],
+                "cursor_end": result["cursor_end"], "metadata": {}}
+
+    async def do_is_complete(self, code):
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        status, indent = TransformerManager().check_complete(code)
+        reply = {"status": status}
+        if status == "incomplete":
+            reply["indent"] = " " * (indent or 0)
+        return reply
+
+    async def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()):
+        reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        if self._session is None:
+            return reply
+        name = _name_at(code, len(code) if cursor_pos is None else cursor_pos)
+        if not name:
+            return reply
+        snippet = INSPECT_SNIPPET.format(name=json.dumps(name), level=int(detail_level), marker=json.dumps(INSPECT_MARKER))
+        out = []
+        try:
+            async for event in run_cell(self._session, snippet, transport="poll"):
+                if isinstance(event, Output) and event.stream == "stdout":
+                    out.append(event.text)
+        except BackendError:
+            return reply
+        text = "".join(out)
+        if INSPECT_MARKER in text:
+            with contextlib.suppress(ValueError):
+                data = json.loads(text.split(INSPECT_MARKER, 1)[1].strip())
+                if data:
+                    reply.update(found=True, data=data)
+        return reply
+
+
+def _name_at(code: str, cursor: int) -> str:
+    """The dotted name around ``cursor`` (what Shift+Tab asks about)."""
+    line_start = code.rfind("\n", 0, cursor) + 1
+    line_end = code.find("\n", cursor)
+    line = code[line_start: len(code) if line_end < 0 else line_end]
+    col = cursor - line_start
+    best = ""
+    for match in re.finditer(r"[A-Za-z_][\w.]*", line):
+        if match.start() <= col <= match.end() or (match.end() < col and line[match.end():col].strip() in ("(", "")):
+            best = match.group(0).rstrip(".")
+    return best
+
+
+# Runs on the remote (IPython) session: prints the inspection bundle after a marker, then undoes
+# its own traces (history entry, execution count, _i* variables) once the cell has finished.
+INSPECT_SNIPPET = """\
+def __bj_inspect(name={name}, level={level}, marker={marker}):
+    import json
+    ip = get_ipython()
+    ns = ip.user_ns
+    saved = {{k: ns[k] for k in ('_i', '_ii', '_iii') if k in ns}}
+    count = ip.execution_count
+    try:
+        data = ip.object_inspect_mime(name, detail_level=level)
+    except Exception:
+        data = {{}}
+    print(marker + json.dumps(data))
+
+    def undo(result=None):
+        ip.events.unregister('post_run_cell', undo)
+        hm = ip.history_manager
+        for hist in (hm.input_hist_parsed, hm.input_hist_raw):
+            if hist:
+                hist.pop()
+        if hm.db_input_cache:
+            hm.db_input_cache.pop()
+        ns.pop('_i%d' % count, None)
+        ns.update(saved)
+        ip.execution_count = count
+    ip.events.register('post_run_cell', undo)
+__bj_inspect()
+del __bj_inspect
+"""
+
+
+def main() -> None:
+    from ipykernel.kernelapp import IPKernelApp
+
+    IPKernelApp.launch_instance(kernel_class=BackendKernel)
+
+
+if __name__ == "__main__":
+    main()
