@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import re
-import sys
+import signal
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -134,21 +135,46 @@ class BackendKernel(Kernel):
         self._config: Config | None = None
         self._restarting = False
         self._destroyed = False
+        self._register_comms()
         atexit.register(self._destroy_at_exit)
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _register_comms(self) -> None:
+        """Give comm messages (JupyterLab opens comms; ipywidgets use them) a handler."""
+        try:
+            import comm
+            from ipykernel.comm import CommManager
+
+            self.comm_manager = CommManager(parent=self, kernel=self)
+            comm.get_comm_manager = lambda: self.comm_manager
+        except Exception:  # pragma: no cover - very old ipykernel
+            return
+        for msg_type in ("comm_open", "comm_msg", "comm_close"):
+            self.shell_handlers[msg_type] = getattr(self.comm_manager, msg_type)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        """Terminated (e.g. JupyterLab killed): destroy our session, then die as asked."""
+        self._destroy_at_exit()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     # -- configuration and session -------------------------------------------------------------
     def kernel_id(self) -> str:
-        try:
+        """A name for our session that survives restarts: the Jupyter kernel id (from the
+        ``kernel-<id>.json`` connection file), else a digest of the connection file path."""
+        connection_file = ""
+        with contextlib.suppress(Exception):
             from ipykernel.kernelapp import IPKernelApp
 
             if IPKernelApp.initialized():
-                name = os.path.basename(IPKernelApp.instance().connection_file)
-                match = re.match(r"kernel-([\w-]+)\.json$", name)
-                if match:
-                    return match.group(1)
-        except Exception:  # pragma: no cover - defensive: never fail for a name
-            pass
-        return str(self.session.session if self.session else uuid.uuid4())
+                connection_file = IPKernelApp.instance().abs_connection_file
+        match = re.match(r"kernel-([\w-]+)\.json$", os.path.basename(connection_file))
+        if match:
+            return match.group(1)
+        if connection_file:
+            return hashlib.sha1(connection_file.encode()).hexdigest()[:20]
+        return uuid.uuid4().hex
 
     def resolved_config(self) -> Config:
         config = Config.from_env()

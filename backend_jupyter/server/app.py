@@ -534,11 +534,12 @@ class EmbeddedServer:
                     await session.interrupt()
                     break
                 if result.status == "waiting-input":
-                    text = await inputs.get()
-                    if text is None:
+                    text = await self._next_input(inputs, run)
+                    if text is None and reader.done():
                         await session.interrupt()
                         break
-                    session.send_input(run, text)
+                    if text is not None:
+                        session.send_input(run, text)
         except APIError as e:
             with contextlib.suppress(Exception):
                 await ws.send_json({"status": "error", "msg": f"BackendError: {e}"})
@@ -548,6 +549,16 @@ class EmbeddedServer:
             self._websockets.discard(ws)
             await ws.close()
         return ws
+
+    @staticmethod
+    async def _next_input(inputs: asyncio.Queue, run: Run) -> str | None:
+        """The client's answer; None if the client left or the request went away (interrupted)."""
+        while run.needs_input:
+            try:
+                return await asyncio.wait_for(inputs.get(), 0.2)
+            except asyncio.TimeoutError:
+                continue
+        return None
 
     async def logs(self, request: web.Request) -> web.Response:
         return web.json_response({"result": {"logs": self.session(request).logs()}})

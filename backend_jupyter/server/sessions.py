@@ -200,9 +200,9 @@ class Run:
             return RunResult(marker[1], self.id, console, marker[2])
         if self.buffer:
             return RunResult("continued", self.id, console)
-        if self.pending_input is not None:
+        if self.pending_input is not None and not self.input_announced:
             prompt, password = self.pending_input
-            if not self.input_announced and prompt:
+            if prompt:
                 if console and console[-1][0] == "stdout":
                     console[-1] = ["stdout", console[-1][1] + prompt]
                 else:
@@ -212,6 +212,11 @@ class Run:
         if self.done:
             return RunResult(self.final_status, self.id, console, self.exit_code)
         return RunResult("continued", self.id, console)
+
+    @property
+    def needs_input(self) -> bool:
+        """An announced input request is still unanswered and nothing else happened since."""
+        return self.pending_input is not None and not self.buffer and not self.done
 
     @property
     def drained(self) -> bool:
@@ -385,7 +390,7 @@ class ComputeSession:
         silent ``input()`` (answered by :meth:`_on_stdin`) proves the route."""
         msg_id = self.kc.execute("input()", silent=True, store_history=False, allow_stdin=True)
         try:
-            await self._shell_request(msg_id, 1.0)
+            await self._shell_request(msg_id, 0.3)
             return True
         except asyncio.TimeoutError:
             log.info("session %s: the stdin probe got no input request; retrying", self.name)

@@ -1,0 +1,224 @@
+"""The "Backend.AI Python" wrapper kernel as a real process, driven like a front-end drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.kernel_driver import KernelDriver
+
+
+@pytest.fixture(scope="module")
+def kernel_env(server):
+    return server.env()
+
+
+@pytest.fixture(scope="module")
+def kernel(kernel_env):
+    driver = KernelDriver(kernel_env)
+    assert driver.execute("None").status == "ok"  # the first cell also creates the session
+    yield driver
+    driver.shutdown()
+
+
+def sessions_of(server) -> list[str]:
+    resp = server.client().request("GET", "/session/_/match", params={"id": ""})
+    return [m["name"] for m in resp.json()["matches"]]
+
+
+def test_stdout_streams_live_and_reply_ok(kernel):
+    result = kernel.execute("import time\nprint('a', flush=True)\ntime.sleep(1.5)\nprint('b')")
+    assert result.status == "ok"
+    assert result.stream() == "a\nb\n"
+    first = next(t for m, t in zip(result.messages, result.arrivals) if m["msg_type"] == "stream")
+    assert first < 1.0, "the first line must arrive while the cell still runs"
+
+
+def test_stderr_and_display_data(kernel):
+    code = (
+        "import sys\nfrom IPython.display import display, HTML, SVG\n"
+        "print('warn', file=sys.stderr)\n"
+        "display(HTML('<b>bold</b>'))\n"
+        "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"2\" height=\"2\"/>'))\n"
+    )
+    result = kernel.execute(code)
+    assert result.status == "ok"
+    assert result.stream("stderr") == "warn\n"
+    bundles = [c["data"] for c in result.of("display_data")]
+    assert bundles[0]["text/html"] == "<b>bold</b>"
+    assert bundles[1]["image/svg+xml"].startswith("<svg")
+
+
+def test_matplotlib_figure_arrives_as_png(kernel):
+    pytest.importorskip("matplotlib")
+    result = kernel.execute("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
+                            "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    assert result.status == "ok"
+    assert any("image/png" in c["data"] for c in result.of("display_data"))
+
+
+def test_error_is_one_error_message_and_status_error(kernel):
+    result = kernel.execute("print('before')\ndef f():\n    raise ValueError('bad value')\nf()")
+    assert result.status == "error"
+    assert result.reply["content"]["ename"] == "ValueError"
+    assert result.reply["content"]["evalue"] == "bad value"
+    errors = result.of("error")
+    assert len(errors) == 1 and errors[0]["ename"] == "ValueError"
+    assert any("bad value" in line for line in errors[0]["traceback"])
+    assert result.stream() == "before\n"
+    assert "ValueError" not in result.stream("stderr")  # shown once, as the error
+
+
+def test_input_and_getpass(kernel):
+    result = kernel.execute("import getpass\nn = input('Name: ')\np = getpass.getpass('Pass: ')\nprint(n, len(p))",
+                            inputs=["Ada", "secret"])
+    assert result.status == "ok"
+    assert result.input_requests == [{"prompt": "Name: ", "password": False}, {"prompt": "Pass: ", "password": True}]
+    assert result.stream() == "Ada 6\n"
+
+
+def test_input_without_stdin_is_a_clear_error(kernel):
+    started = time.monotonic()
+    result = kernel.execute("x = input('never answered? ')", allow_stdin=False, timeout=30)
+    assert time.monotonic() - started < 20
+    assert result.status == "error"
+    assert "cannot answer input requests" in result.stream("stderr")
+    after = kernel.execute("print('next works')")
+    assert after.stream() == "next works\n"
+
+
+def test_interrupt_running_cell(kernel):
+    timer = threading.Timer(1.0, kernel.interrupt)
+    timer.start()
+    started = time.monotonic()
+    result = kernel.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    elapsed = time.monotonic() - started
+    assert result.status == "error" and result.reply["content"]["ename"] == "KeyboardInterrupt"
+    assert elapsed < 3.5, elapsed  # interrupted within a second or two of the click
+    assert kernel.execute("print('after')").stream() == "after\n"
+
+
+def test_interrupt_while_waiting_for_input(kernel):
+    asked = threading.Event()
+
+    def on_request(_req):
+        asked.set()
+        threading.Timer(0.3, kernel.interrupt).start()
+        return None  # never answered: the user clicks stop instead
+
+    started = time.monotonic()
+    result = kernel.execute("x = input('stuck? ')", inputs=on_request)
+    assert asked.is_set()
+    assert result.status == "error" and result.reply["content"]["ename"] == "KeyboardInterrupt"
+    assert time.monotonic() - started < 5
+    # the abandoned request must not swallow the next answer
+    nxt = kernel.execute("print(input('again? '))", inputs=["yes"])
+    assert nxt.stream() == "yes\n"
+
+
+def test_output_flood_is_coalesced_and_complete(kernel):
+    result = kernel.execute("for i in range(200000):\n    print(i)", timeout=180)
+    assert result.status == "ok"
+    text = result.stream()
+    assert text == "".join(f"{i}\n" for i in range(200000))
+    assert len(result.of("stream")) < 500  # few, large messages: nothing dropped by IOPub
+
+
+def test_completion_is_complete_and_inspect(kernel):
+    kernel.execute("completion_target_variable = 42")
+    reply = kernel.request("complete", "completion_target_var", 21)
+    assert "completion_target_variable" in reply["matches"]
+    assert reply["cursor_start"] == 0 and reply["cursor_end"] == 21
+    assert kernel.request("is_complete", "for i in range(3):")["status"] == "incomplete"
+    assert kernel.request("is_complete", "x = 1")["status"] == "complete"
+    assert kernel.request("is_complete", "x = (")["status"] == "incomplete"
+    before = kernel.execute("print(len(In), _i)")
+    inspected = kernel.request("inspect", "len(", 3, detail_level=0)
+    assert inspected["found"] is True and "text/plain" in inspected["data"]
+    after = kernel.execute("print(len(In), _ii)")
+    # inspect left no trace: one more entry (the print itself), and _ii is the previous print
+    n_before = int(before.stream().split()[0])
+    assert after.stream() == f"{n_before + 1} print(len(In), _i)\n"
+
+
+def test_empty_cell_does_not_touch_the_session(kernel):
+    assert kernel.execute("   \n").status == "ok"
+
+
+def test_restart_resets_state_keeps_files_and_session(server, kernel_env):
+    driver = KernelDriver(kernel_env)
+    try:
+        driver.execute("state = 1\nopen('kept.txt', 'w').write('kept')")
+        before = sessions_of(server)
+        driver.shutdown(restart=True)
+        result = driver.execute("print('state' in dir(), open('kept.txt').read())")
+        assert result.stream() == "False kept\n"
+        assert sorted(sessions_of(server)) == sorted(before)  # no second session
+    finally:
+        driver.shutdown()
+
+
+def test_shutdown_destroys_the_session(server, kernel_env):
+    driver = KernelDriver(kernel_env)
+    driver.execute("1")
+    mine = set(sessions_of(server))
+    driver.shutdown()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (mine - set(sessions_of(server))):
+        time.sleep(0.2)
+    assert mine - set(sessions_of(server)), "the kernel's session survived its shutdown"
+
+
+def test_attached_session_survives_shutdown(server, kernel_env):
+    api = server.client()
+    assert api.create("shared-named-session").status == 201
+    api.run("shared-named-session", "shared_value = 'from before'")
+    driver = KernelDriver({**kernel_env, "BACKEND_SESSION_NAME": "shared-named-session"})
+    try:
+        assert driver.execute("print(shared_value)").stream() == "from before\n"
+    finally:
+        driver.shutdown()
+    assert api.request("GET", "/session/shared-named-session").status == 200
+    api.destroy("shared-named-session")
+
+
+def test_sigterm_of_the_kernel_destroys_its_session(server, kernel_env):
+    driver = KernelDriver(kernel_env)
+    driver.execute("1")
+    before = set(sessions_of(server))
+    os.kill(driver.km.provisioner.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and before <= set(sessions_of(server)):
+        time.sleep(0.2)
+    assert not before <= set(sessions_of(server))
+    driver.kc.stop_channels()
+    driver.km.cleanup_resources()
+
+
+def test_unreachable_server_explains_and_next_cell_retries(server, kernel_env):
+    driver = KernelDriver({**kernel_env, "BACKEND_ENDPOINT": "http://127.0.0.1:9"})
+    try:
+        result = driver.execute("print(1)")
+        assert result.status == "error"
+        assert result.reply["content"]["ename"] == "ServerUnreachable"
+        assert "BACKEND_ENDPOINT" in result.reply["content"]["evalue"]
+        assert server.secret_key not in json.dumps(result.reply["content"])
+        again = driver.execute("print(1)")
+        assert again.status == "error" and again.reply["content"]["ename"] == "ServerUnreachable"
+    finally:
+        driver.shutdown()
+
+
+def test_invalid_configuration_is_one_line(server, kernel_env):
+    driver = KernelDriver({**kernel_env, "BACKEND_VFOLDER_MOUNTS": "bad name"})
+    try:
+        result = driver.execute("print(1)")
+        assert result.status == "error" and result.reply["content"]["ename"] == "ConfigError"
+        assert result.reply["content"]["evalue"].startswith("BACKEND_VFOLDER_MOUNTS:")
+    finally:
+        driver.shutdown()
