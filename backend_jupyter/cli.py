@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--image", help="the session image of an extra kernelspec (e.g. python:3.11)")
     install.add_argument("--name", help="kernelspec key for --image (default: derived from the image)")
     install.add_argument("--display-name", help="display name for --image")
+    install.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                         help="environment variable of the sessions this kernelspec creates (repeatable)")
+    install.add_argument("--list", action="store_true", help="list the installed Backend.AI kernelspecs")
+    install.add_argument("--remove", metavar="NAME", help="remove an installed Backend.AI kernelspec")
 
     demo = sub.add_parser("demo", help="start the embedded server and run a short session on it")
     _data_dir_arg(demo)
@@ -82,24 +86,50 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(keypair.exports(endpoint or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"))
         return 0
     if args.command == "install":
-        import re
-
-        from .kernelspecs import IMAGES, install
-
-        if args.image:
-            key = args.name or re.sub(r"[^a-z0-9._-]+", "-", args.image.lower()).strip("-")
-            targets = [(key, args.image, args.display_name or f"Backend.AI {args.image}")]
-        else:
-            targets = [(key, None, None) for key in IMAGES]
-        for key, image, display_name in targets:
-            path = install(key, user=args.user, prefix=args.prefix, image=image, display_name=display_name)
-            print(f"Installed kernelspec in {path}")
-        return 0
+        return _install(args)
     if args.command == "demo":
         from .demo import run_demo
 
         return run_demo(args.data_dir)
     return 2
+
+
+def _install(args) -> int:
+    import json
+    import re
+
+    from .kernelspecs import IMAGES, install, installed, remove
+
+    if args.list:
+        for name, path in sorted(installed().items()):
+            spec = json.loads((Path(path) / "kernel.json").read_text())
+            image = spec.get("metadata", {}).get("backend_jupyter", {}).get("image", "?")
+            print(f"{name:30} {spec.get('display_name', '')!r:36} image={image}  {path}")
+        return 0
+    if args.remove:
+        try:
+            print(f"Removed {remove(args.remove)}")
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 1
+        return 0
+    environ = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --env {item!r}: use KEY=VALUE", file=sys.stderr)
+            return 2
+        environ[key] = value
+    if args.image:
+        key = args.name or re.sub(r"[^a-z0-9._-]+", "-", args.image.rsplit("/", 1)[-1].lower()).strip("-")
+        targets = [(key, args.image, args.display_name or f"Backend.AI {args.image}")]
+    else:
+        targets = [(key, None, None) for key in IMAGES]
+    for key, image, display_name in targets:
+        path = install(key, user=args.user, prefix=args.prefix, image=image, display_name=display_name,
+                       environ=environ)
+        print(f"Installed kernelspec in {path}")
+    return 0
 
 
 if __name__ == "__main__":

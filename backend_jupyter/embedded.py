@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import time
@@ -52,7 +53,16 @@ def ensure_server(data_dir: Path | None = None, *, idle_timeout: float = 3600.0,
     if endpoint:
         return EmbeddedServer(endpoint, data_dir, None)
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_path or data_dir / "server.log"
+    # One starter at a time: two kernels starting together share one server.
+    with open(data_dir / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        endpoint = running_endpoint(data_dir)
+        if endpoint:
+            return EmbeddedServer(endpoint, data_dir, None)
+        return _start(data_dir, idle_timeout, log_path or data_dir / "server.log")
+
+
+def _start(data_dir: Path, idle_timeout: float, log_path: Path) -> EmbeddedServer:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "backend_jupyter", "server", "--port", "0", "--data-dir", str(data_dir),

@@ -24,19 +24,21 @@ import os
 import re
 import signal
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 from ipykernel.kernelbase import Kernel
-from traitlets import Enum, Float, Unicode
+from traitlets import Dict, Enum, Float, Unicode
 
 from . import __version__
 from .client import APIClient, BackendError, ComputeSession, SessionNotFound
 from .config import Config, ConfigError, parse_mounts
 from .display import find_traceback, parse_traceback, record_bundle
 from .embedded import EmbeddedServerError, resolve_config
+from .kernelspecs import is_python, language_info
 from .execution import Display, Finished, InputRequest, Output, RunFailed, StepFinished, run_cell
 
 log = logging.getLogger("backend_jupyter.kernel")
@@ -99,19 +101,36 @@ class StreamBuffer:
         self.parts, self.size = [], 0
 
 
+class Progress:
+    """Session start-up messages in the cell: one display that is updated in place."""
+
+    def __init__(self, kernel: BackendKernel):
+        self.kernel = kernel
+        self.display_id = uuid.uuid4().hex
+        self.lines: list[str] = []
+        self.shown = False
+
+    def _send(self, text: str) -> None:
+        msg_type = "update_display_data" if self.shown else "display_data"
+        self.kernel.send_response(self.kernel.iopub_socket, msg_type, {
+            "data": {"text/plain": text}, "metadata": {}, "transient": {"display_id": self.display_id},
+        })
+        self.shown = True
+
+    def note(self, line: str) -> None:
+        self.lines.append(line)
+
+    def start(self, line: str) -> None:
+        self._send("\n".join([*self.lines, line]))
+
+    def done(self, line: str) -> None:
+        self._send("\n".join([*self.lines, line]))
+
+
 class BackendKernel(Kernel):
     implementation = "backend_jupyter"
     implementation_version = __version__
     banner = f"Backend.AI Python — cells run on a Backend.AI compute session (backend_jupyter {__version__})"
-    language_info = {
-        "name": "python",
-        "version": "3",
-        "mimetype": "text/x-python",
-        "file_extension": ".py",
-        "pygments_lexer": "ipython3",
-        "codemirror_mode": {"name": "ipython", "version": 3},
-        "nbconvert_exporter": "python",
-    }
     help_links = [{"text": "Backend.AI", "url": "https://docs.backend.ai/"}]
 
     image = Unicode("python", help="The compute session image (e.g. python, python:3.11).").tag(config=True)
@@ -122,8 +141,18 @@ class BackendKernel(Kernel):
     secret_key = Unicode("", help="Override BACKEND_SECRET_KEY.").tag(config=True)
     vfolder_mounts = Unicode("", help="Override BACKEND_VFOLDER_MOUNTS (name or name:alias, comma-separated).").tag(config=True)
     api_version = Unicode("", help="Pin an API version (override BACKEND_API_VERSION).").tag(config=True)
+    environ = Dict(value_trait=Unicode(), help="Environment variables of the session this kernel creates.").tag(config=True)
+    resources = Dict(help="Resource slots of the session this kernel creates (e.g. {'cpu': 2, 'mem': '4g'}).").tag(config=True)
     transport = Enum(["auto", "ws", "poll"], "auto", help="How runs are streamed.").tag(config=True)
     stream_flush_interval = Float(STREAM_FLUSH_INTERVAL, help="Seconds output is coalesced before it is sent.").tag(config=True)
+
+    @property
+    def language_info(self) -> dict:
+        return language_info(self.image)
+
+    @property
+    def python_image(self) -> bool:
+        return is_python(self.image)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -194,17 +223,28 @@ class BackendKernel(Kernel):
         return config.replace(**overrides)
 
     async def ensure_session(self) -> ComputeSession:
+        """Our compute session, created (or attached) on first use; progress shows in the cell."""
         if self._session is not None:
             return self._session
+        progress = Progress(self)
         if self._client is None:
-            config, _server = await asyncio.to_thread(resolve_config, self.resolved_config())
+            config, server = await asyncio.to_thread(resolve_config, self.resolved_config())
+            if server is not None:
+                progress.note(f"Using the embedded Backend.AI server at {server.endpoint} "
+                              "(set BACKEND_ENDPOINT and keys to use a cluster).")
             self._config = config
             client = APIClient(config, user_agent=f"backend_jupyter-kernel/{__version__}")
             await client.open()
             self._client = client
         name = self._config.session_name or f"jupyter-{self.kernel_id()}"
         self._owned = self._config.session_name is None
-        self._session = await ComputeSession.get_or_create(self._client, self.image, name=name)
+        progress.start(f"Starting a Backend.AI session ({self.image}) on {self._client.endpoint} …")
+        started = time.monotonic()
+        self._session = await ComputeSession.get_or_create(
+            self._client, self.image, name=name, environ=dict(self.environ), resources=dict(self.resources),
+        )
+        verb = "started" if self._session.created else "attached to"
+        progress.done(f"Backend.AI session {name} {verb} in {time.monotonic() - started:.1f} s.")
         self._destroyed = False
         return self._session
 
@@ -460,6 +500,8 @@ class BackendKernel(Kernel):
                 "cursor_end": result["cursor_end"], "metadata": {}}
 
     async def do_is_complete(self, code):
+        if not self.python_image:
+            return {"status": "unknown"}
         from IPython.core.inputtransformer2 import TransformerManager
 
         status, indent = TransformerManager().check_complete(code)
@@ -470,7 +512,7 @@ class BackendKernel(Kernel):
 
     async def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()):
         reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
-        if self._session is None:
+        if self._session is None or not self.python_image:
             return reply
         name = _name_at(code, len(code) if cursor_pos is None else cursor_pos)
         if not name:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from jupyter_client import KernelManager
 
-KERNEL_NAME = "backendai-python"
+KERNEL_NAME = "backend-python"
 
 
 @dataclass
@@ -30,11 +30,9 @@ class Result:
 
 
 class KernelDriver:
-    def __init__(self, env: dict[str, str], kernel_name: str = KERNEL_NAME, kernel_id: str | None = None):
+    def __init__(self, env: dict[str, str], kernel_name: str = KERNEL_NAME, extra_arguments: list[str] = ()):
         self.km = KernelManager(kernel_name=kernel_name)
-        if kernel_id:
-            self.km.kernel_id = kernel_id
-        self.km.start_kernel(env=env)
+        self.km.start_kernel(env=env, extra_arguments=list(extra_arguments))
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)

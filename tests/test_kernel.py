@@ -222,3 +222,64 @@ def test_invalid_configuration_is_one_line(server, kernel_env):
         assert result.reply["content"]["evalue"].startswith("BACKEND_VFOLDER_MOUNTS:")
     finally:
         driver.shutdown()
+
+
+def test_ansi_and_non_ascii_text_intact(kernel):
+    text = "héllo wörld — 日本語 ✓ \x1b[1;31mred\x1b[0m"
+    result = kernel.execute(f"print({text!r})")
+    assert result.stream() == text + "\n"
+
+
+def test_20_mb_of_output_complete_and_in_order(kernel):
+    # 400,000 lines of 51 characters (20 MB), as many small prints
+    result = kernel.execute("line = 'x' * 40\nfor i in range(400000):\n    print(f'{i:09d}', line)", timeout=300)
+    assert result.status == "ok"
+    text = result.stream()
+    assert len(text) == 400000 * 51
+    assert text == "".join(f"{i:09d} {'x' * 40}\n" for i in range(400000))
+
+
+def test_session_environ_from_traitlets(server, kernel_env):
+    from backend_jupyter.kernelspecs import spec
+
+    argv = spec("python", environ={"MY_FLAG": "from-kernelspec"})["argv"]
+    assert "--BackendKernel.environ=MY_FLAG=from-kernelspec" in argv
+    driver = KernelDriver(kernel_env, extra_arguments=["--BackendKernel.environ=MY_FLAG=from-kernelspec"])
+    try:
+        assert driver.execute("import os\nprint(os.environ['MY_FLAG'])").stream() == "from-kernelspec\n"
+    finally:
+        driver.shutdown()
+
+
+def test_embedded_server_is_the_default_and_shared(tmp_path, kernel_env):
+    """No BACKEND_* at all: two kernels started together share one embedded server, started on demand."""
+    env = {k: v for k, v in kernel_env.items() if not k.startswith(("BACKEND_", "SORNA_"))}
+    env["JUPYTER_DATA_DIR"] = str(tmp_path / "jupyter-data")
+    drivers = [KernelDriver(env), KernelDriver(env)]
+    try:
+        results = [None, None]
+
+        def first_cell(i):
+            results[i] = drivers[i].execute("print('on the embedded server')")
+
+        threads = [threading.Thread(target=first_cell, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for result in results:
+            assert result.status == "ok" and result.stream() == "on the embedded server\n"
+            notes = [c["data"]["text/plain"] for c in result.of("display_data")]
+            assert any("embedded Backend.AI server" in n for n in notes)
+        second = drivers[0].execute("print(2)")
+        assert not second.of("display_data")  # said once, in the first cell
+        state = json.loads((tmp_path / "jupyter-data" / "backend_jupyter" / "server.json").read_text())
+        servers = [p for p in __import__("psutil").process_iter(["cmdline"])
+                   if p.info["cmdline"] and "server" in p.info["cmdline"] and str(tmp_path) in " ".join(p.info["cmdline"])]
+        assert [p.pid for p in servers] == [state["pid"]]
+    finally:
+        for d in drivers:
+            d.shutdown()
+        state_file = tmp_path / "jupyter-data" / "backend_jupyter" / "server.json"
+        if state_file.exists():
+            os.kill(json.loads(state_file.read_text())["pid"], signal.SIGTERM)

@@ -65,7 +65,8 @@ def test_nbclient_runs_a_notebook(server):
         "x = 21\nprint(x * 2)",
     ), server)
     outputs = [cell.outputs for cell in nb.cells]
-    assert outputs[0][0]["text"] == "from nbclient\n"
+    assert "session" in outputs[0][0]["data"]["text/plain"]  # start-up progress, in the first cell only
+    assert outputs[0][1]["text"] == "from nbclient\n"
     assert outputs[1][0]["data"]["text/html"] == "<i>rich</i>"
     assert outputs[2][0]["text"] == "42\n"
 
@@ -75,6 +76,6 @@ def test_nbclient_stops_at_a_failing_cell(server):
     with pytest.raises(CellExecutionError) as err:
         run_notebook(nb, server)
     assert "ZeroDivisionError" in str(err.value)
-    assert nb.cells[0].outputs[0]["text"] == "ran\n"
+    assert nb.cells[0].outputs[-1]["text"] == "ran\n"
     assert nb.cells[1].outputs[0]["output_type"] == "error"
     assert nb.cells[2].outputs == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import json
 import logging
@@ -98,8 +99,12 @@ def run(host: str, port: int, data_dir: Path, *, idle_timeout: float, exec_timeo
         Path(data_dir), idle_timeout=idle_timeout, exec_timeout=exec_timeout,
         reap_interval=max(0.5, min(30.0, idle_timeout / 4)) if idle_timeout > 0 else 30.0,
     )
-    running = running_endpoint(settings.data_dir)
-    if running:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(settings.data_dir / "server.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        running = running_endpoint(settings.data_dir) or "(starting)"
         print(f"error: a server already runs on {settings.data_dir} at {running}", file=sys.stderr)
         return 1
     try:
@@ -107,4 +112,6 @@ def run(host: str, port: int, data_dir: Path, *, idle_timeout: float, exec_timeo
     except OSError as e:
         print(f"error: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
         return 1
+    finally:
+        lock.close()
     return 0
