@@ -16,7 +16,15 @@ from pathlib import Path
 from .client import APIClient, BackendError, ComputeSession, VFolder
 from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
-from .execution import Display, Finished, InputRequest, Output, RunFailed, StepFinished, run_cell
+from .execution import (
+    Display,
+    Finished,
+    InputRequest,
+    Output,
+    RunFailed,
+    StepFinished,
+    run_cell,
+)
 
 PNG_1x1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 

@@ -23,8 +23,15 @@ from typing import Any
 
 import aiohttp
 
-from .client.errors import AuthenticationFailed, BackendAPIError, BackendError, ServerUnreachable
+from .client.errors import (
+    AuthenticationFailed,
+    BackendAPIError,
+    BackendError,
+    ServerUnreachable,
+    SessionNotFound,
+)
 from .client.session import ComputeSession
+from .display import find_traceback, parse_traceback
 
 log = logging.getLogger("backend_jupyter.execution")
 
@@ -262,3 +269,63 @@ async def _abort_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse
             msg = await asyncio.wait_for(ws.receive(), max(0.1, deadline - loop.time()))
             if msg.type != aiohttp.WSMsgType.TEXT or json.loads(msg.data).get("status") in TERMINAL:
                 return
+
+
+# -- how a run ended, for front-ends --------------------------------------------------------------
+
+class TracebackHold:
+    """Stderr passes through, except from where a Python traceback starts: that part is held
+    until the run's end says whether it is the cell's error (shown once, as the error) or just
+    output."""
+
+    def __init__(self):
+        self.held = ""
+
+    def feed(self, text: str) -> str:
+        text = self.held + text
+        start = find_traceback(text)
+        if start is None:
+            self.held = ""
+            return text
+        self.held = text[start:]
+        return text[:start]
+
+    def release(self) -> str:
+        text, self.held = self.held, ""
+        return text
+
+
+@dataclass
+class Outcome:
+    """The end of a run as a front-end reports it: ``ok``, or an error with its parts."""
+
+    ok: bool
+    ename: str = ""
+    evalue: str = ""
+    traceback: list[str] = field(default_factory=list)
+    stderr: str = ""  # held stderr that is ordinary output: show it before the error
+    session_gone: bool = False  # the remote session no longer exists: start a new one next time
+
+
+def conclude(finished: Finished | None, failure: BackendError | None, held: str, *,
+             interrupted: bool = False) -> Outcome:
+    if failure is None and finished is not None and finished.status == "finished" and finished.exit_code == 0:
+        return Outcome(True, stderr=held)
+    if failure is not None:
+        return Outcome(False, type(failure).__name__, str(failure), stderr=held,
+                       session_gone=isinstance(failure, SessionNotFound))
+    if finished is not None and finished.status == "exec-timeout":
+        return Outcome(False, "TimeoutError", "The execution time limit of the session was exceeded", stderr=held)
+    start = find_traceback(held)
+    if start is not None:
+        ename, evalue, lines = parse_traceback(held[start:])
+        if interrupted and ename == "RemoteError":
+            ename = "KeyboardInterrupt"
+        return Outcome(False, ename, evalue, lines, stderr=held[:start])
+    exit_code = finished.exit_code if finished is not None else None
+    if interrupted:
+        return Outcome(False, "KeyboardInterrupt", "Interrupted", stderr=held)
+    if exit_code == 130:  # the session's kernel vanished mid-run
+        return Outcome(False, "RemoteSessionDied", "The remote session died; the next run starts a new one",
+                       stderr=held, session_gone=True)
+    return Outcome(False, "RemoteError", f"The run failed on the remote session (exit code {exit_code})", stderr=held)

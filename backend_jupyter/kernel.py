@@ -36,10 +36,19 @@ from traitlets import Dict, Enum, Float, Unicode
 from . import __version__
 from .client import APIClient, BackendError, ComputeSession, SessionNotFound
 from .config import Config, ConfigError, parse_mounts
-from .display import find_traceback, parse_traceback, record_bundle
+from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
+from .execution import (
+    Display,
+    Finished,
+    InputRequest,
+    Output,
+    RunFailed,
+    TracebackHold,
+    conclude,
+    run_cell,
+)
 from .kernelspecs import is_python, language_info
-from .execution import Display, Finished, InputRequest, Output, RunFailed, StepFinished, run_cell
 
 log = logging.getLogger("backend_jupyter.kernel")
 
@@ -73,6 +82,8 @@ class StreamBuffer:
         self._timer: asyncio.TimerHandle | None = None
 
     def write(self, name: str, text: str) -> None:
+        if not text:
+            return
         if self.name != name:
             self.flush()
             self.name = name
@@ -82,14 +93,6 @@ class StreamBuffer:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
-
-    def take(self, name: str) -> str:
-        """Pending text of ``name`` (removed from the buffer)."""
-        if self.name != name:
-            return ""
-        text = "".join(self.parts)
-        self.parts, self.size = [], 0
-        return text
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -248,9 +251,6 @@ class BackendKernel(Kernel):
         self._destroyed = False
         return self._session
 
-    async def _forget_session(self) -> None:
-        self._session = None
-
     # -- execute ---------------------------------------------------------------------------------
     async def do_execute(self, code, silent, store_history=True, user_expressions=None, allow_stdin=False,
                          *, cell_meta=None, cell_id=None):
@@ -282,82 +282,31 @@ class BackendKernel(Kernel):
         cell.session = session
         finished: Finished | None = None
         failure: BackendError | None = None
-        held_stderr = ""  # a traceback is held back until we know the run failed
+        hold = TracebackHold()
         async for event in run_cell(session, code, transport=self.transport):
             if isinstance(event, Output):
-                if event.stream == "stderr" and not silent:
-                    held_stderr = self._route_stderr(sink, held_stderr + event.text)
-                elif not silent:
-                    sink.write(event.stream, event.text)
-            elif isinstance(event, Display):
-                if held_stderr:
-                    sink.write("stderr", held_stderr)
-                    held_stderr = ""
-                sink.flush()
                 if not silent:
+                    sink.write(event.stream, hold.feed(event.text) if event.stream == "stderr" else event.text)
+            elif isinstance(event, (Display, InputRequest)):
+                sink.write("stderr", hold.release())
+                sink.flush()
+                if isinstance(event, InputRequest):
+                    await self._answer(cell, event, allow_stdin)
+                elif not silent:
                     self.send_response(self.iopub_socket, "display_data",
                                        {"data": record_bundle(event.kind, event.data), "metadata": {}, "transient": {}})
-            elif isinstance(event, InputRequest):
-                if held_stderr:
-                    sink.write("stderr", held_stderr)
-                    held_stderr = ""
-                sink.flush()
-                await self._answer(cell, event, allow_stdin)
-            elif isinstance(event, StepFinished):
-                pass
             elif isinstance(event, Finished):
                 finished = event
             elif isinstance(event, RunFailed):
                 failure = event.error
-        if finished is not None and finished.status == "finished" and finished.exit_code == 0:
-            if held_stderr:
-                sink.write("stderr", held_stderr)
-            sink.flush()
-            return self._ok_reply()
-        # The run failed: its traceback (if any) becomes the one error message.
+        outcome = conclude(finished, failure, hold.release(), interrupted=cell.interrupted)
+        sink.write("stderr", outcome.stderr)
         sink.flush()
-        if failure is not None:
-            if held_stderr:
-                sink.write("stderr", held_stderr)
-                sink.flush()
-            if isinstance(failure, SessionNotFound):
-                await self._forget_session()
-            return self._error_reply(type(failure).__name__, str(failure), silent)
-        if finished is not None and finished.status == "exec-timeout":
-            if held_stderr:
-                sink.write("stderr", held_stderr)
-                sink.flush()
-            return self._error_reply("TimeoutError", "The execution time limit of the session was exceeded", silent)
-        exit_code = finished.exit_code if finished else None
-        start = find_traceback(held_stderr)
-        if start is not None:
-            before, tb = held_stderr[:start], held_stderr[start:]
-            if before:
-                sink.write("stderr", before)
-                sink.flush()
-            ename, evalue, lines = parse_traceback(tb)
-            if cell.interrupted and ename == "RemoteError":
-                ename = "KeyboardInterrupt"
-            return self._error_reply(ename, evalue, silent, lines)
-        if held_stderr:
-            sink.write("stderr", held_stderr)
-            sink.flush()
-        if cell.interrupted:
-            return self._error_reply("KeyboardInterrupt", "Interrupted", silent)
-        if exit_code == 130:  # the session's kernel vanished mid-run
-            await self._forget_session()
-            return self._error_reply("RemoteSessionDied", "The remote session died; the next cell starts a new one", silent)
-        return self._error_reply("RemoteError", f"The cell failed on the remote session (exit code {exit_code})", silent)
-
-    def _route_stderr(self, sink: StreamBuffer, text: str) -> str:
-        """Send stderr on, except from where a traceback starts: that part is held (returned)."""
-        start = find_traceback(text)
-        if start is None:
-            sink.write("stderr", text)
-            return ""
-        if start:
-            sink.write("stderr", text[:start])
-        return text[start:]
+        if outcome.session_gone:
+            self._session = None
+        if outcome.ok:
+            return self._ok_reply()
+        return self._error_reply(outcome.ename, outcome.evalue, silent, outcome.traceback or None)
 
     def _ok_reply(self) -> dict:
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}

@@ -25,7 +25,14 @@ from backend_jupyter.client import (
 )
 from backend_jupyter.config import Config
 from backend_jupyter.display import record_bundle
-from backend_jupyter.execution import Display, Finished, InputRequest, Output, RunFailed, StepFinished, run_cell
+from backend_jupyter.execution import (
+    Finished,
+    InputRequest,
+    Output,
+    RunFailed,
+    StepFinished,
+    run_cell,
+)
 from tests.fault_proxy import FaultProxy
 from tests.sdk.data import PNG_B64
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from backend_jupyter.config import Config, ConfigError, Mount, parse_mounts, session_base_environ
+from backend_jupyter.config import (
+    Config,
+    ConfigError,
+    Mount,
+    parse_mounts,
+    session_base_environ,
+)
 
 
 def test_defaults_mean_embedded_server():

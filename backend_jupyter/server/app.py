@@ -24,7 +24,14 @@ from aiohttp.multipart import MultipartWriter
 
 from .. import __version__
 from . import files
-from .auth import LATEST_API_VERSION, PUBLIC, authenticate, parse_version, public, request_version
+from .auth import (
+    LATEST_API_VERSION,
+    PUBLIC,
+    authenticate,
+    parse_version,
+    public,
+    request_version,
+)
 from .errors import (
     APIError,
     FileNotFound,

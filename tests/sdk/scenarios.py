@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 import traceback
 import uuid
