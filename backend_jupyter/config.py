@@ -85,6 +85,23 @@ class Config:
         )
 
 
+FIELDS_BY_VARIABLE = {
+    "endpoints": "ENDPOINT", "access_key": "ACCESS_KEY", "secret_key": "SECRET_KEY",
+    "vfolder_mounts": "VFOLDER_MOUNTS", "api_version": "API_VERSION",
+    "skip_sslcert_validation": "SKIP_SSLCERT_VALIDATION", "connection_timeout": "CONNECTION_TIMEOUT",
+    "read_timeout": "READ_TIMEOUT", "domain": "DOMAIN", "group": "GROUP", "session_name": "SESSION_NAME",
+}
+
+
+def sources(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting comes from: the variable that set it, or ``default``."""
+    env = os.environ if environ is None else environ
+    found = {}
+    for name, suffix in FIELDS_BY_VARIABLE.items():
+        found[name] = next((p + suffix for p in ("BACKEND_", "SORNA_") if env.get(p + suffix) is not None), "default")
+    return found
+
+
 def _get(env: Mapping[str, str], suffix: str) -> str | None:
     """``BACKEND_<suffix>``, else ``SORNA_<suffix>``, else None."""
     for prefix in ("BACKEND_", "SORNA_"):

@@ -94,9 +94,8 @@ class Kernel:
             if remaining <= 0:
                 break
             events = dict(self.poller.poll(remaining * 1000))
-            now = time.perf_counter()
             while iopub.msg_ready():
-                msg = iopub.get_msg(timeout=0)
+                msg, now = iopub.get_msg(timeout=0), time.perf_counter()
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 if msg["msg_type"] == "stream":
@@ -123,41 +122,33 @@ class Kernel:
         self.km.shutdown_kernel(now=True)
 
 
-class PeakRSS(threading.Thread):
-    """Samples the RSS (MB) of processes every ``interval`` s until stopped; keeps baseline and peak."""
-
-    def __init__(self, probes: dict, interval: float = 0.05):
-        super().__init__(daemon=True)
-        self.probes, self.interval, self.stop_event = probes, interval, threading.Event()
-        self.before = self.sample()
-        self.peak = dict(self.before)
-
-    def sample(self) -> dict[str, float]:
-        try:
-            return {name: sum(p.memory_info().rss for p in procs()) / 2**20 for name, procs in self.probes.items()}
-        except psutil.Error:
-            return dict(self.before)
-
-    def run(self) -> None:
-        while not self.stop_event.wait(self.interval):
-            for k, v in self.sample().items():
-                self.peak[k] = max(self.peak[k], v)
-
-    def finish(self) -> dict:
-        self.stop_event.set()
-        self.join()
-        after = self.sample()
-        return {k: {"before_mb": round(self.before[k], 1), "peak_mb": round(self.peak[k], 1),
-                    "after_mb": round(after[k], 1)} for k in self.probes}
+def rss_mb(probes: dict) -> dict[str, float]:
+    """RSS in MiB per probe (a callable returning psutil processes); 0 if a process is gone."""
+    try:
+        return {name: sum(p.memory_info().rss for p in procs()) / 2**20 for name, procs in probes.items()}
+    except psutil.Error:
+        return {name: 0.0 for name in probes}
 
 
 def throughput(kernel: Kernel, code: str, expected: str, probes: dict) -> dict:
-    sampler = PeakRSS(probes)
-    sampler.start()
+    """Run an output-heavy cell, check its exact stdout, and sample RSS every 50 ms meanwhile."""
+    before, done = rss_mb(probes), threading.Event()
+    peak = dict(before)
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak.update({k: max(peak[k], v) for k, v in rss_mb(probes).items()})
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
     try:
         r = kernel.run(code, timeout=600)
     finally:
-        rss = sampler.finish()
+        done.set()
+        thread.join()
+    after = rss_mb(probes)
+    rss = {k: {"before_mb": round(before[k], 1), "peak_mb": round(peak[k], 1), "after_mb": round(after[k], 1)}
+           for k in probes}
     text = "".join(t for _, name, t in r["streams"] if name == "stdout")
     return {"seconds": round(r["seconds"], 3), "mb_per_s": round(len(expected) / 1e6 / r["seconds"], 2),
             "status": r["status"], "idle": r["idle"], "stream_messages": len(r["streams"]),
@@ -188,13 +179,13 @@ def tables(results: dict) -> str:
         ratio = f"{r['p50_ms'] / floor:.1f}×" if floor else ""
         rows.append(f"| {r['label']} | {r['n']} | {r['min_ms']:.2f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} "
                     f"| {r['max_ms']:.2f} | {ratio} |")
-    rows += ["", "| kernel / cell | s to reply+idle | MB/s | stream msgs | exact | idle | first stream s "
-             "| peak RSS MB (before → peak → after) |", "|---|---:|---:|---:|---|---|---:|---|"]
+    rows += ["", "| kernel / cell | s to reply+idle | MB/s | stream msgs | exact | idle | first stream s | "
+                 + "peak RSS MB (before → peak → after) |", "|---|---:|---:|---:|---|---|---:|---|"]
     for key, r in results["throughput"].items():
         rss = "; ".join(f"{k} {v['before_mb']:.0f} → {v['peak_mb']:.0f} → {v['after_mb']:.0f}"
                         for k, v in r["rss"].items())
-        rows.append(f"| {key} | {r['seconds']:.2f} | {r['mb_per_s']:.1f} | {r['stream_messages']} "
-                    f"| {'yes' if r['exact'] else 'NO (%d of %d B)' % (r['bytes_received'], r['bytes_expected'])} "
+        exact = "yes" if r["exact"] else f"NO ({r['bytes_received']} of {r['bytes_expected']} B)"
+        rows.append(f"| {key} | {r['seconds']:.2f} | {r['mb_per_s']:.1f} | {r['stream_messages']} | {exact} "
                     f"| {'yes' if r['idle'] else 'NO'} | {r['first_stream_s']} | {rss} |")
     return "\n".join(rows)
 
