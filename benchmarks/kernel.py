@@ -1,23 +1,19 @@
 """Kernel benchmark: the "Backend.AI Python" wrapper kernel against a plain local ipykernel.
 
-Run from the repository root:
-
-    python benchmarks/kernel.py            # full run (--n 300, 5 first-output runs)
-    python benchmarks/kernel.py --quick    # n=40, 3 first-output runs
+    python benchmarks/kernel.py [--quick] [--n N]   # from the repository root; --quick: n=40, 3 TTFO runs
 
 Both kernels (kernelspecs ``python3`` and ``backend-python``, the latter on a private embedded
 server in a temporary data dir) are driven identically through jupyter_client: send execute_request,
 wait for the shell execute_reply *and* the IOPub ``idle`` of that request (at most IDLE_GRACE s after
 the reply: the idle may be dropped under an IOPub flood); IOPub messages are timestamped on arrival.
 
-1. Kernel start to ready; the first cell ``1`` (for the wrapper: the remote session start), then,
-   after WARMUP untimed cells, the round trip of ``1`` (min/p50/p95/max in ms, p50 / local p50).
-2. Time to first output of ``print('a'); sleep 1 s; print('b')``: request sent to the arrival of the
-   first ``stream`` message containing ``a``.
-3. Output throughput: ~10 MB in 200,000 short lines, and one 10 MB line: seconds to reply+idle,
-   MB/s, stream messages received, whether the exact text arrived in order; peak RSS (sampled every
-   50 ms) of the kernel process and, for the wrapper, of the embedded server (and of its children,
-   the remote ipykernel).
+1. Start to ready; the first cell ``1`` (the wrapper starts its remote session there); after WARMUP
+   untimed cells, ``1`` round trips (default n=300): min/p50/p95/max ms and p50 / local p50.
+2. Time to first output of ``print('a'); sleep 1 s; print('b')``: request to the first ``stream``
+   message containing ``a`` (5 runs after a warm-up).
+3. Throughput of ~10 MB in 200,000 short lines and of one 10 MB line: seconds to reply+idle, MB/s,
+   stream messages, exact text in order; RSS (sampled every 50 ms) of the kernel process and, for the
+   wrapper, of the embedded server and of the server's children (the remote ipykernel).
 
 Prints markdown tables, writes benchmarks/results/kernel.json; always shuts both kernels and the
 server down.  The secret key only goes into the wrapper's environment; it is never printed.
@@ -197,9 +193,8 @@ def main() -> None:
     args = parser.parse_args()
     args.n = args.n or (40 if args.quick else 300)
     args.ttfo = 3 if args.quick else 5
-    meta = {"n": args.n, "ttfo_n": args.ttfo, "quick": args.quick, "python": sys.version.split()[0],
-            "platform": platform.platform(), "cpus": os.cpu_count(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta = {"n": args.n, "ttfo_n": args.ttfo, "python": sys.version.split()[0], "platform": platform.platform(),
+            "cpus": os.cpu_count(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     results: dict = {"latency": {}, "throughput": {}}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_"))}
     local = wrapper = server = None
