@@ -57,8 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--list", action="store_true", help="list the installed Backend.AI kernelspecs")
     install.add_argument("--remove", metavar="NAME", help="remove an installed Backend.AI kernelspec")
 
-    demo = sub.add_parser("demo", help="start the embedded server and run a short session on it")
-    _data_dir_arg(demo)
+    demo = sub.add_parser("demo", help="run the getting-started notebook headless on the Backend.AI Python kernel")
+    demo.add_argument("--output-dir", type=Path, default=None,
+                      help="where the executed notebook and its HTML go (default: ./backend-jupyter-demo)")
+    demo.add_argument("--notebook", type=Path, default=None, help="another notebook to run instead")
+
+    lab = sub.add_parser("lab", help="start JupyterLab with the kernelspec and server ready (extra args go to jupyter lab)")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="arguments for jupyter lab")
+
+    sub.add_parser("doctor", help="check configuration, server, keys and kernelspec; print the fix for each problem")
     return parser
 
 
@@ -90,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo(args.data_dir)
+        return run_demo(args.output_dir, args.notebook)
+    if args.command == "lab":
+        from .launch import run_lab
+
+        return run_lab(args.lab_args)
+    if args.command == "doctor":
+        from .launch import doctor
+
+        return doctor()
     return 2
 
 

@@ -1,144 +1,132 @@
-"""``backend-jupyter demo``: a short scripted session that shows the whole path working.
+"""``backend-jupyter demo``: run the getting-started notebook headless through the kernel.
 
-It starts (or reuses) the embedded server, or uses the cluster configured by ``BACKEND_*``
-variables, and runs a few cells through the same client and execute loop the kernel uses.
+It starts (or reuses) the embedded server unless ``BACKEND_*`` point at a cluster, executes
+``01-getting-started.ipynb`` with the "Backend.AI Python" kernel, writes the executed notebook and
+an HTML rendering, and prints one line per cell.  Exit status 1 if any cell failed unexpectedly
+(cells tagged ``raises-exception`` are expected to fail).
 """
 
 from __future__ import annotations
 
-import asyncio
-import secrets
+import os
 import sys
-import tempfile
 import time
+from datetime import datetime
+from importlib import resources
 from pathlib import Path
 
-from .client import APIClient, BackendError, ComputeSession, VFolder
-from .display import record_bundle
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from .config import ConfigError
 from .embedded import EmbeddedServerError, resolve_config
-from .execution import (
-    Display,
-    Finished,
-    InputRequest,
-    Output,
-    RunFailed,
-    StepFinished,
-    run_cell,
-)
+from .kernelspecs import PREFIX, install, installed
 
-PNG_1x1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
-
-CELLS = [
-    ("hello", "print('Hello from a Backend.AI compute session!')", []),
-    ("streaming", "import time\nfor i in range(3):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.3)", []),
-    ("input()", "name = input('Your name? ')\nprint(f'Nice to meet you, {name}.')", ["Ada"]),
-    ("getpass()", "import getpass\nsecret = getpass.getpass('Password: ')\nprint('password length', len(secret))",
-     ["hunter2"]),
-    ("rich output", "from IPython.display import display, HTML, Image\nimport base64\n"
-     f"display(Image(data=base64.b64decode('{PNG_1x1}'), format='png'))\n"
-     "display(HTML('<b>bold</b> HTML'))", []),
-    ("an error", "1 / 0", []),
-]
+DEMO_NOTEBOOK = "01-getting-started.ipynb"
 
 
-def _line(text: str) -> None:
-    print(text, flush=True)
+def notebook_path(name: str = DEMO_NOTEBOOK) -> Path:
+    """The shipped example notebook (inside the package), else the repository's copy."""
+    shipped = resources.files("backend_jupyter") / "notebooks" / name
+    if shipped.is_file():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parent.parent / "notebooks" / name
 
 
-async def _run(session: ComputeSession, code: str, answers: list[str], mode: str = "query", options=None):
-    started = time.perf_counter()
-    first_output = None
-    answers = list(answers)
-    result = None
-    async for event in run_cell(session, code, mode=mode, options=options):
-        now = time.perf_counter() - started
-        if isinstance(event, Output):
-            first_output = first_output if first_output is not None else now
-            for text_line in event.text.rstrip("\n").split("\n"):
-                _line(f"    {event.stream:6} | {text_line}")
-        elif isinstance(event, Display):
-            bundle = record_bundle(event.kind, event.data)
-            kinds = ", ".join(m for m in bundle if m != "text/plain") or "text/plain"
-            _line(f"    display| {kinds}")
-        elif isinstance(event, InputRequest):
-            answer = answers.pop(0)
-            shown = "*" * len(answer) if event.password else answer
-            _line(f"    input  | {event.prompt!r} ← {shown!r} ({'password' if event.password else 'text'})")
-            event.answer(answer)
-        elif isinstance(event, StepFinished):
-            _line(f"    step   | {event.status} (exit {event.exit_code})")
-        elif isinstance(event, Finished):
-            result = event
-        elif isinstance(event, RunFailed):
-            raise event.error
-    return result, time.perf_counter() - started
+def _seconds(cell) -> float | None:
+    timing = cell.metadata.get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return None
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
 
 
-async def demo(config) -> int:
-    failures = 0
-    async with APIClient(config) as api:
-        _line(f"Backend.AI endpoint {api.endpoint} (API {api.api_version})")
-        name = f"demo-{secrets.token_hex(3)}"
-        started = time.perf_counter()
-        session = await ComputeSession.get_or_create(api, "python", name=name)
-        _line(f"Session {name} ready in {time.perf_counter() - started:.2f} s\n")
-        try:
-            for title, code, answers in CELLS:
-                _line(f"[{title}]")
-                finished, seconds = await _run(session, code, answers)
-                expected_error = title == "an error"
-                ok = finished is not None and (finished.exit_code != 0) == expected_error
-                failures += not ok
-                _line(f"    -> exit code {finished.exit_code if finished else '?'} in {seconds * 1000:.0f} ms"
-                      f"{'' if ok else '  (UNEXPECTED)'}\n")
-
-            _line("[batch mode: upload, build, run]")
-            with tempfile.TemporaryDirectory() as tmp:
-                Path(tmp, "main.py").write_text("import sys\nprint('batch job on', sys.platform)\n")
-                await session.upload(["main.py"], basedir=tmp)
-            finished, seconds = await _run(session, "", [], mode="batch",
-                                           options={"build": "*", "exec": "python main.py"})
-            failures += finished is None or finished.exit_code != 0
-            _line(f"    -> exit code {finished.exit_code if finished else '?'} in {seconds * 1000:.0f} ms\n")
-
-            _line("[vfolder: create, upload, mount, read]")
-            folder_name = f"demo-data-{secrets.token_hex(3)}"
-            await VFolder.create(api, folder_name)
-            folder = VFolder(api, folder_name)
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    Path(tmp, "numbers.csv").write_text("a,b\n1,2\n3,4\n")
-                    await folder.upload(["numbers.csv"], basedir=tmp)
-                reader = await ComputeSession.get_or_create(api, "python", name=f"{name}-m", mounts=[folder_name])
-                try:
-                    finished, _ = await _run(
-                        reader, f"print(open('{folder_name}/numbers.csv').read().splitlines())", [])
-                    failures += finished is None or finished.exit_code != 0
-                finally:
-                    await reader.destroy()
-            finally:
-                await folder.delete()
-            _line("")
-        finally:
-            await session.destroy()
-            _line(f"Session {name} destroyed.")
-    _line("Demo finished: " + ("all steps worked." if not failures else f"{failures} step(s) failed."))
-    return 1 if failures else 0
+def summarize(nb: nbformat.NotebookNode) -> tuple[list[str], int]:
+    """One line per code cell (index, status, output kinds, seconds) and the count of failures."""
+    lines, failures = [], 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        kinds = []
+        status = "ok"
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                kinds.append(out.name)
+            elif out.output_type in ("display_data", "execute_result"):
+                kinds.append(next((m for m in out.data if m != "text/plain"), "text/plain"))
+            elif out.output_type == "error":
+                expected = "raises-exception" in cell.metadata.get("tags", [])
+                status = f"error ({out.ename}{', expected' if expected else ''})"
+                failures += not expected
+        seconds = _seconds(cell)
+        first_line = cell.source.strip().splitlines()[0][:40] if cell.source.strip() else ""
+        shown = f"{seconds:6.2f}s" if seconds is not None else "     - "
+        lines.append(f"  [{index:2}] {status:36} {shown}  {', '.join(dict.fromkeys(kinds)) or '-':28} {first_line}")
+    return lines, failures
 
 
-def run_demo(data_dir: Path | None = None) -> int:
+def run_demo(output_dir: Path | None = None, notebook: Path | None = None) -> int:
+    notebook = notebook or notebook_path()
+    output_dir = Path(output_dir or Path.cwd() / "backend-jupyter-demo")
     try:
-        config, server = resolve_config(data_dir=data_dir)
-    except (EmbeddedServerError, ValueError) as e:
+        config, server = resolve_config()
+    except (ConfigError, EmbeddedServerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if server is not None:
-        _line(f"Embedded server: {server.endpoint} (data in {server.data_dir})")
+        print(f"Embedded Backend.AI server: {server.endpoint} (data in {server.data_dir})")
+    else:
+        print(f"Backend.AI cluster: {config.endpoint}")
+    if PREFIX + "python" not in installed():
+        print(f"Installing the kernelspec: {install('python', user=True)}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_"))}
+    env.update(BACKEND_ENDPOINT=",".join(config.endpoints), BACKEND_ACCESS_KEY=config.access_key,
+               BACKEND_SECRET_KEY=config.secret_key)
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(nb, timeout=600, startup_timeout=120, kernel_name=PREFIX + "python",
+                            resources={"metadata": {"path": str(output_dir)}})
+    client.km = client.create_kernel_manager()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    print(f"Running {notebook.name} on the Backend.AI Python kernel ...")
     try:
-        return asyncio.run(demo(config))
-    except BackendError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return _execute(client, nb, notebook, output_dir, env)
     finally:
         if server is not None:
-            server.stop()
+            server.stop()  # only a server this command started itself
+
+
+def _execute(client: NotebookClient, nb, notebook: Path, output_dir: Path, env: dict) -> int:
+    started = time.monotonic()
+    crashed = None
+    try:
+        client.execute(env=env)
+    except CellExecutionError as e:
+        crashed = e
+    except Exception as e:  # kernel failed to start, timeout, ...
+        print(f"error: the notebook could not run: {e}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - started
+    executed = output_dir / notebook.name.replace(".ipynb", ".executed.ipynb")
+    nbformat.write(nb, executed)
+    html = executed.with_suffix(".html")
+    try:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nb)
+        html.write_text(body, encoding="utf-8")
+    except ImportError:
+        html = None
+    lines, failures = summarize(nb)
+    print(f"\n  cell {'status':36} {'time':>7}  {'outputs':28} source")
+    print("\n".join(lines))
+    print(f"\nRan {sum(c.cell_type == 'code' for c in nb.cells)} cells in {elapsed:.1f} s.")
+    print(f"Executed notebook: {executed}")
+    if html is not None:
+        print(f"HTML rendering:    {html}")
+    if crashed is not None or failures:
+        print(f"{failures or 1} cell(s) failed unexpectedly.", file=sys.stderr)
+        return 1
+    print("All cells ran as expected.")
+    return 0

@@ -227,7 +227,9 @@ def _svg(canvas: dict[str, Any]) -> str:
 # -- remote tracebacks -----------------------------------------------------------------------------
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_TRACEBACK_START = re.compile(r"^(?:-{20,}|Traceback \(most recent call last\):)\s*$|^\s*File \"", re.M)
+_TRACEBACK_START = re.compile(
+    r"^(?:-{20,}|Traceback \(most recent call last\):)\s*$|^\s*File \"|^\s*Cell In\[\d+\], line \d+", re.M
+)
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 
 

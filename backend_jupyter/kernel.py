@@ -80,6 +80,7 @@ class StreamBuffer:
         self.parts: list[str] = []
         self.size = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")
 
     def write(self, name: str, text: str) -> None:
         if not text:
@@ -89,10 +90,14 @@ class StreamBuffer:
             self.name = name
         self.parts.append(text)
         self.size += len(text)
-        if self.size >= STREAM_FLUSH_BYTES:
-            self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+        if self._timer is not None and self.size < STREAM_FLUSH_BYTES:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + self.interval - loop.time()
+        if self.size >= STREAM_FLUSH_BYTES or wait <= 0:
+            self.flush()  # big enough, or nothing was sent lately: send now (first output is immediate)
+        else:
+            self._timer = loop.call_later(wait, self.flush)
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -101,6 +106,7 @@ class StreamBuffer:
         if self.parts and self.name:
             self.kernel.send_response(self.kernel.iopub_socket, "stream",
                                       {"name": self.name, "text": "".join(self.parts)})
+            self._last_flush = asyncio.get_running_loop().time()
         self.parts, self.size = [], 0
 
 
@@ -246,8 +252,10 @@ class BackendKernel(Kernel):
         self._session = await ComputeSession.get_or_create(
             self._client, self.image, name=name, environ=dict(self.environ), resources=dict(self.resources),
         )
-        verb = "started" if self._session.created else "attached to"
-        progress.done(f"Backend.AI session {name} {verb} in {time.monotonic() - started:.1f} s.")
+        if self._session.created:
+            progress.done(f"Backend.AI session {name} started in {time.monotonic() - started:.1f} s.")
+        else:
+            progress.done(f"Attached to the running Backend.AI session {name}.")
         self._destroyed = False
         return self._session
 
@@ -531,7 +539,11 @@ del __bj_inspect
 def main() -> None:
     from ipykernel.kernelapp import IPKernelApp
 
-    IPKernelApp.launch_instance(kernel_class=BackendKernel)
+    app = IPKernelApp.instance(kernel_class=BackendKernel)
+    # The connection to the front-end is local; this warning would show in every demo/test run.
+    app.log.addFilter(lambda record: "without encryption" not in record.getMessage())
+    app.initialize()
+    app.start()
 
 
 if __name__ == "__main__":

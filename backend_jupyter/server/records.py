@@ -66,19 +66,23 @@ def record_size(record: Record) -> int:
 
 
 class RecordBuffer:
-    """FIFO of console records (plus status markers) with merging and spill-to-disk.
+    """FIFO of console records (plus status markers) with spill-to-disk.
 
-    Items are either records ``[type, data]`` or markers ``("status", name, exit_code)``.
+    Items are either records ``[type, data]`` or markers ``("status", name, exit_code)``.  Stream
+    text is stored in pieces of at most :attr:`PIECE` characters and merged only when taken, so
+    neither many tiny writes nor one huge line costs more than linear time.
     """
+
+    PIECE = 64 * 1024
+    OVERHEAD = 64  # bytes of bookkeeping per buffered item, counted against the memory budget
 
     def __init__(self, memory_budget: int = 8 * 1024 * 1024):
         self.memory_budget = memory_budget
         self._head: deque = deque()  # in memory, oldest first
-        self._head_chars = 0
-        self._spill: Any = None  # temp file with JSON lines, written after the head is full
+        self._head_cost = 0
+        self._spill: Any = None  # temp file with JSON lines, used once the head is full
         self._spill_read = 0
         self._spill_write = 0
-        self._tail_record: Record | None = None  # last in-memory record, for merging
 
     def __bool__(self) -> bool:
         return bool(self._head) or self._spill_read < self._spill_write
@@ -87,25 +91,22 @@ class RecordBuffer:
     def spilled(self) -> bool:
         return self._spill is not None
 
+    @staticmethod
+    def _cost(item) -> int:
+        return (record_size(item) if isinstance(item, list) else 0) + RecordBuffer.OVERHEAD
+
     def append(self, item) -> None:
-        if self._spill is None and isinstance(item, list) and item[0] in ("stdout", "stderr"):
-            tail = self._tail_record
-            if tail is not None and self._head and self._head[-1] is tail and tail[0] == item[0]:
-                tail[1] += item[1]
-                self._head_chars += len(item[1])
-                self._maybe_spill_tail()
-                return
-        if self._spill is None and self._head_chars < self.memory_budget:
-            item = list(item) if isinstance(item, list) else item
+        if isinstance(item, list) and item[0] in ("stdout", "stderr") and len(item[1]) > self.PIECE:
+            text = item[1]
+            for i in range(0, len(text), self.PIECE):
+                self.append([item[0], text[i:i + self.PIECE]])
+            return
+        item = list(item) if isinstance(item, list) else item
+        if self._spill is None and self._head_cost < self.memory_budget:
             self._head.append(item)
-            self._tail_record = item if isinstance(item, list) else None
-            self._head_chars += record_size(item) if isinstance(item, list) else 0
+            self._head_cost += self._cost(item)
             return
         self._write_spill(item)
-
-    def _maybe_spill_tail(self) -> None:
-        if self._head_chars >= self.memory_budget and self._spill is None:
-            self._spill = tempfile.TemporaryFile("w+", encoding="utf-8")
 
     def _write_spill(self, item) -> None:
         if self._spill is None:
@@ -131,46 +132,60 @@ class RecordBuffer:
         if self._spill is not None and self._spill_read < self._spill_write:
             item = self._pop_spill()
             self._head.append(item)
-            self._head_chars += record_size(item) if isinstance(item, list) else 0
+            self._head_cost += self._cost(item)
             return item
         return None
 
+    def _pop(self, item) -> None:
+        self._head.popleft()
+        self._head_cost -= self._cost(item)
+
     def take(self, max_chars: int = MAX_CHARS_PER_CALL) -> tuple[list[Record], tuple | None]:
-        """Records up to ``max_chars`` (merged), stopping at and consuming the first marker."""
+        """Records up to ``max_chars`` (consecutive stream text merged), stopping at and
+        consuming the first marker."""
         console: list[Record] = []
+        parts: list[str] = []  # text of the stream record being assembled
+        kind = None
         used = 0
+
+        def close_stream():
+            if parts:
+                console.append([kind, "".join(parts)])
+                parts.clear()
+
+        marker = None
         while used < max_chars:
             item = self._peek()
             if item is None:
                 break
             if isinstance(item, tuple):
-                self._head.popleft()
-                return console, item
-            size = record_size(item)
-            if item[0] in ("stdout", "stderr") and used + size > max_chars:
-                room = max_chars - used
-                piece, item[1] = item[1][:room], item[1][room:]
-                self._head_chars -= room
-                _merge_into(console, [item[0], piece])
+                self._pop(item)
+                marker = item
                 break
-            self._head.popleft()
-            if self._tail_record is item:
-                self._tail_record = None
-            self._head_chars -= size
+            size = record_size(item)
+            if item[0] in ("stdout", "stderr"):
+                if kind != item[0]:
+                    close_stream()
+                    kind = item[0]
+                if used + size > max_chars:  # take part of a piece (at most PIECE characters)
+                    room = max_chars - used
+                    parts.append(item[1][:room])
+                    self._head_cost -= room
+                    item[1] = item[1][room:]
+                    used = max_chars
+                    break
+                parts.append(item[1])
+            else:
+                close_stream()
+                kind = None
+                console.append(item)
+            self._pop(item)
             used += size
-            _merge_into(console, item)
-        return console, None
+        close_stream()
+        return console, marker
 
     def close(self) -> None:
         if self._spill is not None:
             self._spill.close()
             self._spill = None
         self._head.clear()
-
-
-def _merge_into(console: list[Record], record: Record) -> None:
-    if console and record[0] in ("stdout", "stderr") and console[-1][0] == record[0]:
-        console[-1] = [record[0], console[-1][1] + record[1]]
-    else:
-        console.append(record)
-

@@ -1,0 +1,123 @@
+"""``backend-jupyter lab`` and ``backend-jupyter doctor``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+
+from .client import APIClient, AuthenticationFailed, BackendError
+from .client.api import MIN_API_VERSION
+from .config import Config, ConfigError
+from .embedded import EmbeddedServerError, resolve_config
+from .kernelspecs import PREFIX, install, installed
+from .server.main import default_data_dir, running_endpoint
+
+KERNELSPEC = PREFIX + "python"
+
+
+def backend_env(config: Config) -> dict[str, str]:
+    """This process's environment pointed at ``config``'s server (for kernels started from it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_"))}
+    env.update(BACKEND_ENDPOINT=",".join(config.endpoints), BACKEND_ACCESS_KEY=config.access_key,
+               BACKEND_SECRET_KEY=config.secret_key)
+    for name in ("BACKEND_VFOLDER_MOUNTS", "BACKEND_API_VERSION", "BACKEND_SKIP_SSLCERT_VALIDATION",
+                 "BACKEND_CONNECTION_TIMEOUT", "BACKEND_READ_TIMEOUT"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def run_lab(lab_args: list[str]) -> int:
+    if importlib.util.find_spec("jupyterlab") is None:
+        print("error: JupyterLab is not installed; install it with: pip install 'backend_jupyter[lab]'",
+              file=sys.stderr)
+        return 1
+    if KERNELSPEC not in installed():
+        print(f"Installing the kernelspec: {install('python', user=True)}")
+    try:
+        config, server = resolve_config()
+    except (ConfigError, EmbeddedServerError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    where = f"the embedded server at {server.endpoint}" if server else f"the cluster at {config.endpoint}"
+    print(f'Starting JupyterLab; "Backend.AI Python" notebooks run on {where}.', flush=True)
+    argv = [sys.executable, "-m", "jupyterlab", *lab_args]
+    os.execve(sys.executable, argv, backend_env(config))
+    return 0  # not reached
+
+
+def doctor() -> int:
+    """One line per check, with the fix for each failure; exit status 1 if any check failed."""
+    failures = 0
+
+    def report(ok: bool | None, what: str, fix: str = "") -> None:
+        nonlocal failures
+        mark = {True: " ok ", False: "FAIL", None: "note"}[ok]
+        failures += ok is False
+        print(f"[{mark}] {what}" + (f"\n       fix: {fix}" if fix and ok is not True else ""))
+
+    try:
+        config = Config.from_env()
+        report(True, "configuration is valid")
+    except ConfigError as e:
+        report(False, f"configuration: {e}", "correct the variable named above")
+        return 1
+    if config.uses_embedded_server:
+        endpoint = running_endpoint(default_data_dir())
+        if endpoint is None:
+            report(None, "no BACKEND_ENDPOINT: the embedded server is used, and it is not running now",
+                   "it starts on demand with the first cell; `backend-jupyter server` runs it in the foreground")
+        else:
+            report(True, f"embedded server running at {endpoint}")
+    else:
+        report(True, f"cluster endpoint(s): {', '.join(config.endpoints)}")
+        if not (config.access_key and config.secret_key):
+            report(False, "BACKEND_ACCESS_KEY / BACKEND_SECRET_KEY are not both set",
+                   "export the keypair of your Backend.AI account")
+    try:
+        resolved, _server = resolve_config(config) if config.uses_embedded_server and running_endpoint(
+            default_data_dir()) else (config, None)
+    except (EmbeddedServerError, ConfigError) as e:
+        report(False, f"embedded server: {e}", "see the server log named above")
+        resolved = None
+    if resolved is not None and resolved.endpoints:
+        failures += asyncio.run(_check_server(resolved, report))
+    specs = installed()
+    if KERNELSPEC in specs:
+        report(True, f'kernelspec "{KERNELSPEC}" installed in {specs[KERNELSPEC]}')
+    else:
+        report(False, f'kernelspec "{KERNELSPEC}" is not installed', "backend-jupyter install --user")
+    if importlib.util.find_spec("jupyterlab") is None:
+        report(None, "JupyterLab is not installed (needed for `backend-jupyter lab`)",
+               "pip install 'backend_jupyter[lab]'")
+    else:
+        report(True, "JupyterLab is installed")
+    print("All checks passed." if not failures else f"{failures} check(s) failed.")
+    return 1 if failures else 0
+
+
+async def _check_server(config: Config, report) -> int:
+    """Reachability, API version and keys; returns 0 (the report counts failures)."""
+    client = APIClient(config)
+    try:
+        await client.open()
+    except BackendError as e:
+        report(False, f"server: {e.message}", e.hint or "check BACKEND_ENDPOINT")
+        return 0
+    try:
+        version = client.api_version
+        manager = client.server_info.get("manager", "?")
+        report(True, f"server at {client.endpoint} answers: API {version} (manager {manager}); "
+                     f"this client needs {MIN_API_VERSION} or newer")
+        try:
+            await client.request("GET", "/auth", params={"echo": "doctor"})
+            report(True, f"keypair {config.access_key} is accepted")
+        except AuthenticationFailed as e:
+            report(False, f"keypair rejected: {e.message}", e.hint)
+        except BackendError as e:
+            report(False, f"signed request failed: {e.message}", e.hint or "")
+    finally:
+        await client.close()
+    return 0

@@ -1,0 +1,150 @@
+"""JupyterLab in headless Chromium: the real user path, with a screenshot of each step.
+
+Needs Debian's chromium (``.ci/run`` installs it) and Playwright for Python (no browser download:
+it drives /usr/bin/chromium).  Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab-root")
+    port = free_port()
+    log = open(root / "jupyterlab.log", "wb")
+    env = {**server.env(), "JUPYTER_CONFIG_DIR": str(root / ".jupyter-config")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/api/status", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError((root / "jupyterlab.log").read_text())
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def run_cell(page, code: str) -> None:
+    """Type ``code`` into the notebook's last (empty) cell and run it (Shift+Enter)."""
+    editor = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell .cm-content").last
+    editor.click()
+    page.keyboard.type(code)
+    page.keyboard.press("Shift+Enter")
+
+
+def last_output(page, index: int):
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").nth(index).locator(".jp-OutputArea")
+
+
+def test_jupyterlab_end_to_end(page, lab):
+    page.goto(lab + "/lab")
+    card = page.locator('.jp-LauncherCard[title*="Backend.AI Python"]').first
+    card.wait_for()
+    shot(page, "01-launcher")
+    card.click()
+    no_news = page.get_by_role("button", name="No")
+    if no_news.count():
+        no_news.first.click()
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for()
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator, "
+                 ".jp-NotebookPanel:not(.lm-mod-hidden)").first.wait_for()
+    shot(page, "02-new-notebook")
+
+    run_cell(page, "print('hello from', 'Backend.AI')")
+    last_output(page, 0).get_by_text("hello from Backend.AI").wait_for()
+    shot(page, "03-print")
+
+    run_cell(page, "import matplotlib.pyplot as plt; plt.plot([1, 3, 2]); plt.show()")
+    last_output(page, 1).locator("img").wait_for()
+    shot(page, "04-matplotlib")
+
+    run_cell(page, "name = input('name? '); print('hello', name)")
+    box = page.locator(".jp-Stdin-input").first
+    box.wait_for()
+    shot(page, "05-input-box")
+    box.fill("Ada")
+    box.press("Enter")
+    last_output(page, 2).get_by_text("hello Ada").wait_for()
+    shot(page, "06-input-answered")
+
+    run_cell(page, "import time; time.sleep(60)")
+    time.sleep(1.5)
+    started = time.monotonic()
+    stop = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) jp-button[data-command="notebook:interrupt-kernel"], '
+                        '.jp-NotebookPanel:not(.lm-mod-hidden) button[data-command="notebook:interrupt-kernel"]').first
+    shot(page, "07a-running")
+    stop.click()
+    last_output(page, 3).get_by_text("KeyboardInterrupt").first.wait_for(timeout=15_000)
+    assert time.monotonic() - started < 10
+    shot(page, "07-interrupted")
+
+    run_cell(page, "state = 'before restart'; print(state)")
+    last_output(page, 4).get_by_text("before restart").wait_for()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel…").first.click()
+    page.locator(".jp-Dialog-button.jp-mod-accept").click()
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-KernelStatus").first.wait_for()
+    time.sleep(2)
+    run_cell(page, "print('state' in dir())")
+    last_output(page, 5).get_by_text("False").wait_for(timeout=60_000)
+    shot(page, "08-after-restart")
