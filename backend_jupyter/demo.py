@@ -50,7 +50,7 @@ def summarize(nb: nbformat.NotebookNode) -> tuple[list[str], int]:
         if cell.cell_type != "code":
             continue
         kinds = []
-        status = "ok"
+        status = "ok" if cell.get("execution_count") is not None else "not run"
         for out in cell.get("outputs", []):
             if out.output_type == "stream":
                 kinds.append(out.name)
