@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "server":
         from .server.main import run
 
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lab":
         from .launch import run_lab
 
-        return run_lab(args.lab_args)
+        return run_lab([*extra, *args.lab_args])
     if args.command == "doctor":
         from .launch import doctor
 

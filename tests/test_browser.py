@@ -6,7 +6,6 @@ it drives /usr/bin/chromium).  Screenshots go to ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
