@@ -150,7 +150,7 @@ async def run_cell(
     if transport in ("auto", "ws"):
         try:
             ws = await session.stream()
-        except (AuthenticationFailed, ServerUnreachable) as e:
+        except (AuthenticationFailed, ServerUnreachable, SessionNotFound) as e:
             yield RunFailed(e)
             return
         except BackendError as e:

@@ -286,12 +286,37 @@ class BackendKernel(Kernel):
     async def _execute(self, cell: Cell, sink: StreamBuffer, code: str, silent: bool, allow_stdin: bool) -> dict:
         if not code.strip():
             return self._ok_reply()
-        session = await self.ensure_session()
-        cell.session = session
+        for attempt in (1, 2):
+            session = await self.ensure_session()
+            cell.session = session
+            hold = TracebackHold()
+            finished, failure, started = await self._run(cell, sink, hold, session, code, silent, allow_stdin)
+            if attempt == 1 and not started and isinstance(failure, SessionNotFound):
+                # The session vanished (idle timeout, server restart): the code never ran, so
+                # starting a new session and running it there is safe.
+                self._session = None
+                continue
+            break
+        outcome = conclude(finished, failure, hold.release(), interrupted=cell.interrupted)
+        sink.write("stderr", outcome.stderr)
+        sink.flush()
+        if outcome.session_gone:
+            self._session = None
+        if outcome.ok:
+            return self._ok_reply()
+        return self._error_reply(outcome.ename, outcome.evalue, silent, outcome.traceback or None)
+
+    async def _run(self, cell: Cell, sink: StreamBuffer, hold: TracebackHold, session: ComputeSession, code: str,
+                   silent: bool, allow_stdin: bool) -> tuple[Finished | None, BackendError | None, bool]:
+        """Relay one run's events; returns (finished, failure, whether anything came back)."""
         finished: Finished | None = None
         failure: BackendError | None = None
-        hold = TracebackHold()
+        started = False
         async for event in run_cell(session, code, transport=self.transport):
+            if isinstance(event, RunFailed):
+                failure = event.error
+                continue
+            started = True
             if isinstance(event, Output):
                 if not silent:
                     sink.write(event.stream, hold.feed(event.text) if event.stream == "stderr" else event.text)
@@ -305,16 +330,7 @@ class BackendKernel(Kernel):
                                        {"data": record_bundle(event.kind, event.data), "metadata": {}, "transient": {}})
             elif isinstance(event, Finished):
                 finished = event
-            elif isinstance(event, RunFailed):
-                failure = event.error
-        outcome = conclude(finished, failure, hold.release(), interrupted=cell.interrupted)
-        sink.write("stderr", outcome.stderr)
-        sink.flush()
-        if outcome.session_gone:
-            self._session = None
-        if outcome.ok:
-            return self._ok_reply()
-        return self._error_reply(outcome.ename, outcome.evalue, silent, outcome.traceback or None)
+        return finished, failure, started
 
     def _ok_reply(self) -> dict:
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}

@@ -72,6 +72,7 @@ class ServerProcess:
 def start_server(data_dir: Path, *extra: str, timeout: float = 30.0) -> ServerProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0  # a restart appends to the same log
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend_jupyter", "server", "--port", "0",
@@ -83,7 +84,7 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 30.0) -> ServerPr
     deadline = time.monotonic() + timeout
     endpoint = None
     while time.monotonic() < deadline:
-        text = log_path.read_text(errors="replace")
+        text = log_path.read_bytes()[offset:].decode(errors="replace")
         for line in text.splitlines():
             if "listening on " in line:
                 endpoint = line.rsplit(" ", 1)[-1]

@@ -94,14 +94,24 @@ class APIClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
+    def _new_http(self) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.config.connection_timeout or None,
+            sock_read=self.config.read_timeout or None,
+        )
+        return aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": self.user_agent})
+
+    async def _reset_connections(self) -> None:
+        """Drop pooled connections after a connection failure: a restarted server would otherwise
+        see the next request on a stale keep-alive connection fail too."""
+        if self._http is not None and not self._http.closed:
+            await self._http.close()
+        self._http = self._new_http()
+
     async def open(self) -> None:
         if self._http is None or self._http.closed:
-            timeout = aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self.config.connection_timeout or None,
-                sock_read=self.config.read_timeout or None,
-            )
-            self._http = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": self.user_agent})
+            self._http = self._new_http()
         if self.api_version is None:
             try:
                 await self.negotiate()
@@ -269,6 +279,8 @@ class APIClient:
                     raise self._connection_error(e) from None
                 delay = backoff_delay(attempt)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, OSError) as e:
+                if not isinstance(e, asyncio.TimeoutError):
+                    await self._reset_connections()
                 if not idempotent or attempt + 1 >= MAX_ATTEMPTS:
                     error = self._connection_error(e)
                     if not idempotent:

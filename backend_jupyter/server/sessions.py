@@ -32,6 +32,7 @@ from .errors import (
     ImageNotFound,
     InvalidAPIParameters,
     KernelCreationFailed,
+    ServiceUnavailable,
     SessionAlreadyExists,
     SessionNotFound,
 )
@@ -262,6 +263,7 @@ class ComputeSession:
         self._log_file = None
         self.km: AsyncKernelManager | None = None
         self.kc = None
+        self.start_task: asyncio.Task | None = None
         self.starting = asyncio.Lock()
 
     @property
@@ -698,6 +700,8 @@ class SessionRegistry:
             self.sessions.pop(session.id, None)
             asyncio.create_task(session.destroy())
             raise SessionNotFound(f"Session {name!r} has terminated (its kernel died).")
+        if session.status == "PENDING":
+            raise ServiceUnavailable(f"Session {name!r} is still starting; retry in a moment.")
         session.touch()
         return session
 
@@ -716,16 +720,25 @@ class SessionRegistry:
                         + ("" if same_image else f" with image {existing.spec.image!r}") + ".",
                         data={"existingSessionId": str(existing.id)},
                     )
-                existing.touch()
-                return existing, False
-            session = ComputeSession(spec, self.root, self.exec_timeout)
-            self.sessions[session.id] = session
+                created = False
+                session = existing
+            else:
+                session = ComputeSession(spec, self.root, self.exec_timeout)
+                self.sessions[session.id] = session
+                session.start_task = asyncio.create_task(self._start(session))
+                created = True
+        # Shielded: a client that gives up waiting must not leave a half-started session behind,
+        # and a second caller for the same name waits for the same start.
+        await asyncio.shield(session.start_task)
+        session.touch()
+        return session, created
+
+    async def _start(self, session: ComputeSession) -> None:
         try:
             await session.start()
         except BaseException:
             self.sessions.pop(session.id, None)
             raise
-        return session, True
 
     async def destroy(self, session: ComputeSession) -> None:
         self.sessions.pop(session.id, None)
