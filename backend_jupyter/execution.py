@@ -131,6 +131,21 @@ def console_events(console: list, *, waiting_input: bool = False) -> tuple[list[
     return events, prompt
 
 
+def result_events(result: dict) -> list[Event]:
+    """The events of one execution result: its console records, then what its status means."""
+    status = result.get("status")
+    events, prompt = console_events(result.get("console") or [], waiting_input=status == "waiting-input")
+    if status in TERMINAL:
+        events.append(Finished(result.get("exitCode") if status == "finished" else None, status))
+    elif status in STEPS:
+        events.append(StepFinished(status, result.get("exitCode")))
+    elif status == "waiting-input":
+        events.append(InputRequest(prompt, bool((result.get("options") or {}).get("is_password"))))
+    elif status != "continued":
+        events.append(RunFailed(RunLost(f"The server answered with an unknown run status {status!r}")))
+    return events
+
+
 # -- the loop --------------------------------------------------------------------------------------
 
 async def run_cell(
@@ -176,25 +191,15 @@ async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> A
             return
         while True:
             run_id = result.get("runId") or run_id
-            status = result.get("status")
-            events, prompt = console_events(result.get("console") or [], waiting_input=status == "waiting-input")
-            for event in events:
-                yield event
-            if status in TERMINAL:
-                yield Finished(result.get("exitCode") if status == "finished" else None, status)
-                return
             next_mode, text = "continue", ""
-            if status in STEPS:
-                yield StepFinished(status, result.get("exitCode"))
-            elif status == "waiting-input":
-                request = InputRequest(prompt, bool((result.get("options") or {}).get("is_password")))
-                yield request
-                answer = await request.wait()
-                if answer is not None:
-                    next_mode, text = "input", answer
-            elif status != "continued":
-                yield RunFailed(RunLost(f"The server answered with an unknown run status {status!r}"))
-                return
+            for event in result_events(result):
+                yield event
+                if isinstance(event, (Finished, RunFailed)):
+                    return
+                if isinstance(event, InputRequest):
+                    answer = await event.wait()
+                    if answer is not None:
+                        next_mode, text = "input", answer
             try:
                 result = await session.execute(next_mode, text, run_id)
             except BackendAPIError as e:
@@ -236,20 +241,14 @@ async def _run_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse, 
             if status in ("error", "server-restarting"):
                 yield RunFailed(RunLost(f"The server stopped the run: {data.get('msg') or status}"))
                 return
-            events, prompt = console_events(data.get("console") or [], waiting_input=status == "waiting-input")
-            for event in events:
+            for event in result_events(data):
                 yield event
-            if status in TERMINAL:
-                yield Finished(data.get("exitCode") if status == "finished" else None, status)
-                return
-            if status in STEPS:
-                yield StepFinished(status, data.get("exitCode"))
-            elif status == "waiting-input":
-                request = InputRequest(prompt, bool((data.get("options") or {}).get("is_password")))
-                yield request
-                answer = await request.wait()
-                if answer is not None:
-                    await ws.send_str(answer)
+                if isinstance(event, (Finished, RunFailed)):
+                    return
+                if isinstance(event, InputRequest):
+                    answer = await event.wait()
+                    if answer is not None:
+                        await ws.send_str(answer)
         yield RunFailed(RunLost("The connection to the run closed before it finished"))
     except asyncio.CancelledError:
         await asyncio.shield(_abort_ws(session, ws))

@@ -14,6 +14,7 @@ import pytest
 
 from tests.sdk.data import PNG_B64
 from tests.sdk.venvs import GENERATIONS, HERE, ensure_venv
+from tests.signed_http import merged
 
 pytestmark = pytest.mark.sdk
 NEW = ("26.9.6", "23.9.10")
@@ -45,16 +46,6 @@ def scenario(report, name) -> dict:
     result = report[name]
     assert result["ok"], f"{report['_generation']} {name}:\n{result.get('error')}"
     return result
-
-
-def merged(console):
-    out = []
-    for kind, data in console:
-        if out and kind in ("stdout", "stderr") and out[-1][0] == kind:
-            out[-1] = [kind, out[-1][1] + data]
-        else:
-            out.append([kind, data])
-    return out
 
 
 def test_version_negotiation(report):

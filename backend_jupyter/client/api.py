@@ -15,6 +15,7 @@ import random
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -68,6 +69,19 @@ def _retry_after(headers) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def upload_form(entries: list[tuple[Path, str]]) -> Callable[[], aiohttp.FormData]:
+    """A factory (re-callable for retries) of the multipart body that uploads ``(local, remote)``
+    files as ``src`` parts, the way Backend.AI upload routes expect them."""
+
+    def form() -> aiohttp.FormData:
+        data = aiohttp.FormData(quote_fields=False)
+        for local, remote in entries:
+            data.add_field("src", local.read_bytes(), filename=remote, content_type="application/octet-stream")
+        return data
+
+    return form
 
 
 class APIClient:

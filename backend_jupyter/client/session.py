@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from ..config import Mount
-from .api import APIClient
+from .api import APIClient, upload_form
 from .errors import APIVersionUnsupported, BadRequest, NotFound, SessionNotFound
 
 
@@ -180,14 +180,8 @@ class ComputeSession:
             remote = local.relative_to(base).as_posix()
             entries.append((local, remote))
 
-        def form() -> aiohttp.FormData:
-            data = aiohttp.FormData(quote_fields=False)
-            for local, remote in entries:
-                data.add_field("src", local.read_bytes(), filename=remote,
-                               content_type="application/octet-stream")
-            return data
-
-        await self.client.request("POST", f"{self.path}/upload", form=form, idempotent=True, expect="none")
+        await self.client.request("POST", f"{self.path}/upload", form=upload_form(entries), idempotent=True,
+                                  expect="none")
         return [remote for _, remote in entries]
 
     async def download(self, files: Sequence[str], dest: str | os.PathLike = ".") -> list[str]:

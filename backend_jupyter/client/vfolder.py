@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from yarl import URL
 
-from .api import APIClient
+from .api import APIClient, upload_form
 from .errors import BackendError, VFolderNotFound, error_from_response
 
 TUS_CHUNK = 8 * 1024 * 1024
@@ -110,15 +109,8 @@ class VFolder:
             for local, remote in entries:
                 await self._tus_upload(local, remote)
         else:
-            def form() -> aiohttp.FormData:
-                data = aiohttp.FormData(quote_fields=False)
-                for local, remote in entries:
-                    data.add_field("src", local.read_bytes(), filename=remote,
-                                   content_type="application/octet-stream")
-                return data
-
-            await self.client.request("POST", await self._path("/upload"), form=form, idempotent=True,
-                                      expect="none")
+            await self.client.request("POST", await self._path("/upload"), form=upload_form(entries),
+                                      idempotent=True, expect="none")
         return [remote for _, remote in entries]
 
     async def _tus_upload(self, local: Path, remote: str) -> None:
