@@ -35,7 +35,7 @@ from traitlets import Dict, Enum, Float, Unicode
 
 from . import __version__
 from .client import APIClient, BackendError, ComputeSession, SessionNotFound
-from .config import Config, ConfigError, parse_mounts
+from .config import Config, ConfigError, parse_endpoints, parse_mounts
 from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
@@ -127,13 +127,11 @@ class Progress:
         self.shown = True
 
     def note(self, line: str) -> None:
+        """A line kept above the changing status line."""
         self.lines.append(line)
 
-    def start(self, line: str) -> None:
-        self._send("\n".join([*self.lines, line]))
-
-    def done(self, line: str) -> None:
-        self._send("\n".join([*self.lines, line]))
+    def show(self, status: str) -> None:
+        self._send("\n".join([*self.lines, status]))
 
 
 class BackendKernel(Kernel):
@@ -218,7 +216,7 @@ class BackendKernel(Kernel):
         config = Config.from_env()
         overrides: dict[str, Any] = {}
         if self.endpoint:
-            overrides["endpoints"] = tuple(e.strip().rstrip("/") for e in self.endpoint.split(",") if e.strip())
+            overrides["endpoints"] = parse_endpoints(self.endpoint, "BackendKernel.endpoint")
         if self.access_key:
             overrides["access_key"] = self.access_key
         if self.secret_key:
@@ -247,15 +245,15 @@ class BackendKernel(Kernel):
             self._client = client
         name = self._config.session_name or f"jupyter-{self.kernel_id()}"
         self._owned = self._config.session_name is None
-        progress.start(f"Starting a Backend.AI session ({self.image}) on {self._client.endpoint} …")
+        progress.show(f"Starting a Backend.AI session ({self.image}) on {self._client.endpoint} …")
         started = time.monotonic()
         self._session = await ComputeSession.get_or_create(
             self._client, self.image, name=name, environ=dict(self.environ), resources=dict(self.resources),
         )
         if self._session.created:
-            progress.done(f"Backend.AI session {name} started in {time.monotonic() - started:.1f} s.")
+            progress.show(f"Backend.AI session {name} started in {time.monotonic() - started:.1f} s.")
         else:
-            progress.done(f"Attached to the running Backend.AI session {name}.")
+            progress.show(f"Attached to the running Backend.AI session {name}.")
         self._destroyed = False
         return self._session
 
