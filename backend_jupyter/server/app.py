@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -20,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import MultipartWriter
 
 from .. import __version__
@@ -60,6 +62,7 @@ access_log = logging.getLogger("backend_jupyter.server.access")
 
 MAX_JSON_BODY = 4 * 1024 * 1024
 MAX_UPLOAD = 1024**3
+MULTIPART_OVERHEAD = 16 * 1024**2  # room for part headers and boundaries around MAX_UPLOAD bytes
 TRANSFER_TOKEN_TTL = 3600.0
 TERMINAL = frozenset({"finished", "exec-timeout"})
 EXECUTE_MODES = frozenset({"query", "batch", "continue", "input", "complete"})
@@ -162,6 +165,46 @@ def str_list(params: dict, key: str, *, max_items: int = 1000, from_query: bool 
     if len(value) > max_items:
         raise InvalidAPIParameters(f"{key!r} has too many items (at most {max_items}).")
     return value
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` survives the UTF-8 (surrogateescape) encoding that kernel messages,
+    commands and the OS use; lone surrogates from JSON ``\\ud800`` escapes do not."""
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return False
+    return True
+
+
+def env_text_ok(text: str) -> bool:
+    """Whether ``text`` can go into a process environment (no NUL, encodable for the OS)."""
+    return "\x00" not in text and encodable(text)
+
+
+def kernel_text(value: str | None, key: str) -> str | None:
+    """``value`` if it can be sent to a kernel or shell, else a 400."""
+    if value is not None and not encodable(value):
+        raise InvalidAPIParameters(f"{key!r} is not valid Unicode text (lone surrogates).")
+    return value
+
+
+def check_upload_length(request: web.Request) -> None:
+    """Refuse a multipart upload whose declared length cannot fit the limit, before reading it."""
+    if request.content_type != "multipart/form-data":
+        raise InvalidAPIParameters("Uploads must be multipart/form-data with 'src' parts.")
+    if request.content_length is not None and request.content_length > MAX_UPLOAD + MULTIPART_OVERHEAD:
+        raise RequestTooLarge(f"Uploads are limited to {MAX_UPLOAD} bytes per request.")
+
+
+async def save_multipart(request: web.Request, root: Path, **kw) -> list[str]:
+    """:func:`files.save_uploads` of the request body; a malformed body is the client's 400."""
+    check_upload_length(request)
+    try:
+        return await files.save_uploads(await request.multipart(), root, max_total=MAX_UPLOAD, **kw)
+    except (ValueError, HttpProcessingError) as e:
+        detail = getattr(e, "message", None) or str(e)
+        raise InvalidAPIParameters(f"Malformed multipart body: {str(detail)[:200]}") from None
 
 
 def owner(request: web.Request) -> str:
@@ -315,6 +358,8 @@ class EmbeddedServer:
             return MethodNotAllowed().response()
         except web.HTTPRequestEntityTooLarge:
             return RequestTooLarge().response()
+        except HttpProcessingError as e:  # a malformed body, found while a handler read it
+            return GenericBadRequest(f"Malformed request: {str(e.message)[:200]}").response()
         except web.HTTPException:
             raise
         except (asyncio.CancelledError, ConnectionResetError):
@@ -359,6 +404,12 @@ class EmbeddedServer:
         environ = opt_dict(config, "environ")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in environ.items()):
             raise InvalidAPIParameters("'config.environ' must map strings to strings.")
+        for k, v in environ.items():
+            if not env_text_ok(k) or not k or "=" in k or not env_text_ok(v):
+                raise InvalidAPIParameters(
+                    f"'config.environ' has an invalid variable {k!r}: names must be non-empty "
+                    "without '=', and names and values must be valid text without NUL characters."
+                )
         mounts = self._resolve_mounts(
             owner(request), str_list(config, "mounts", max_items=64, from_query=False),
             opt_dict(config, "mount_map", "mountMap"),
@@ -416,6 +467,7 @@ class EmbeddedServer:
                 point = point.relative_to(files.WORK_DIR)
             if ".." in point.parts or "\x00" in str(point) or str(point) in ("", "."):
                 raise InvalidAPIParameters(f"Invalid mount point {alias!r} for {name!r}.")
+            files.check_path_text(str(point))
             if str(point) in result:
                 raise InvalidAPIParameters(f"Two folders are mounted at {str(point)!r}.")
             result[str(point)] = folder
@@ -455,7 +507,7 @@ class EmbeddedServer:
         return web.json_response({"result": result, "completions": result["completions"]})
 
     async def _complete(self, session: ComputeSession, params: dict) -> dict:
-        code = opt_str(params, "code", default="")
+        code = kernel_text(opt_str(params, "code", default=""), "code")
         options = opt_dict(params, "options")
         cursor = len(code)
         row, col = options.get("row"), options.get("col")
@@ -471,7 +523,7 @@ class EmbeddedServer:
         mode = params.get("mode")
         if not mode:
             raise InvalidAPIParameters("mode is missing or empty!")
-        if mode not in EXECUTE_MODES:
+        if not isinstance(mode, str) or mode not in EXECUTE_MODES:
             raise InvalidAPIParameters("mode has an invalid value.")
         if mode == "complete":
             return web.json_response({"result": await self._complete(session, params)})
@@ -484,12 +536,13 @@ class EmbeddedServer:
     def _start_or_continue(
         self, session: ComputeSession, mode: str, code: str, run_id: str | None, options: dict
     ) -> Run:
+        kernel_text(code, "code")  # checked before anything changes (an input must not get lost)
         if mode == "query":
             return session.start_query(code, run_id)
         if mode == "batch":
             batch = {}
             for key in ("clean", "build", "exec"):
-                batch[key] = opt_str(options, key)
+                batch[key] = kernel_text(opt_str(options, key), f"options.{key}")
             return session.start_batch(batch, run_id)
         if run_id is None:
             raise InvalidAPIParameters("continuation requires explicit run ID")
@@ -572,12 +625,7 @@ class EmbeddedServer:
 
     async def upload(self, request: web.Request) -> web.Response:
         session = self.session(request)
-        if request.content_type != "multipart/form-data":
-            raise InvalidAPIParameters("Uploads must be multipart/form-data with 'src' parts.")
-        await files.save_uploads(
-            await request.multipart(), session.workdir,
-            extra_roots=session.mount_roots(), max_total=MAX_UPLOAD,
-        )
+        await save_multipart(request, session.workdir, extra_roots=session.mount_roots())
         return no_content()
 
     def _session_paths(self, session: ComputeSession, names: list[str]) -> list[Path]:
@@ -687,9 +735,7 @@ class EmbeddedServer:
 
     async def vf_upload(self, request: web.Request) -> web.Response:
         folder = self.folder(request)
-        if request.content_type != "multipart/form-data":
-            raise InvalidAPIParameters("Uploads must be multipart/form-data with 'src' parts.")
-        await files.save_uploads(await request.multipart(), self.vfolders.path(folder), max_total=MAX_UPLOAD)
+        await save_multipart(request, self.vfolders.path(folder))
         return web.Response(status=201)
 
     async def vf_download(self, request: web.Request) -> web.StreamResponse:
@@ -709,7 +755,7 @@ class EmbeddedServer:
             total += len(data)
             part = writer.append(data, {"Content-Type": "application/octet-stream",
                                         "Content-Encoding": "identity"})
-            part.set_content_disposition("attachment", filename=path.name)
+            part.set_content_disposition("attachment", filename=files.display_name(path.name))
         return web.Response(body=writer, headers={"X-TOTAL-PAYLOADS-LENGTH": str(total)})
 
     def _issue_token(self, request: web.Request, kind: str, folder: VFolder, path: str, size: int) -> dict:
@@ -730,9 +776,9 @@ class EmbeddedServer:
         target = files.confined(self.vfolders.path(folder), path, allow_work_prefix=False)
         if target.is_dir():
             raise InvalidAPIParameters(f"{path!r} is a directory.")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        files.make_parents(target, path)
         partial = target.with_name(f".{target.name}.uploading")
-        partial.write_bytes(b"")
+        os.close(files.open_new(partial))  # never through a planted symlink
         if size == 0:  # tus clients send nothing for an empty file
             partial.replace(target)
         return web.json_response(self._issue_token(request, "upload", folder, path, size))
@@ -793,7 +839,8 @@ class EmbeddedServer:
             return web.Response(status=204, headers={**tus, "Tus-Extension": ""})
         token, target = self._token(request, "upload")
         partial = target.with_name(f".{target.name}.uploading")
-        offset = partial.stat().st_size if partial.exists() else (token.size if target.exists() else 0)
+        partial_size = files.regular_size(partial)  # symlinks are never followed
+        offset = partial_size if partial_size is not None else (token.size if target.exists() else 0)
         if request.method == "HEAD":
             return web.Response(status=200, headers={
                 **tus, "Upload-Offset": str(offset), "Upload-Length": str(token.size),
@@ -807,9 +854,14 @@ class EmbeddedServer:
             claimed = int(request.headers.get("Upload-Offset", ""))
         except ValueError:
             return web.Response(status=400, text="Missing or invalid Upload-Offset header")
-        if claimed != offset or not partial.exists():
+        if claimed != offset or partial_size is None:
             return web.Response(status=409, headers={**tus, "Upload-Offset": str(offset)})
-        with open(partial, "ab") as f:
+        if request.content_length is not None and offset + request.content_length > token.size:
+            return web.Response(status=413, text="More data than the announced size")
+        fd = files.open_append(partial)
+        if fd is None:
+            return web.Response(status=409, headers={**tus, "Upload-Offset": str(offset)})
+        with os.fdopen(fd, "ab") as f:
             async for chunk in request.content.iter_chunked(files.CHUNK):
                 offset += len(chunk)
                 if offset > token.size:
@@ -825,5 +877,5 @@ class EmbeddedServer:
         if not target.is_file():
             raise FileNotFound()
         return web.FileResponse(
-            target, headers={"Content-Disposition": f'attachment; filename="{target.name}"'}
+            target, headers={"Content-Disposition": f"attachment; filename={files.quoted_filename(target.name)}"}
         )

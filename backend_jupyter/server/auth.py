@@ -99,18 +99,22 @@ async def authenticate(request: web.Request, keys: KeyStore) -> str:
     rel_urls = [request.raw_path]
     if version <= signing.BODY_HASH_CUTOFF and "?" in request.raw_path:
         rel_urls.append(request.raw_path.split("?", 1)[0])  # SDK 1.x signed the path only
-    ok = signing.verify(
-        credential, secret,
-        method=request.method,
-        rel_urls=rel_urls,
-        raw_date=raw_date,
-        date=date,
-        hosts=_host_variants(request.host, request.scheme),
-        content_type=request.content_type,
-        api_version=version,
-        version_header=request["api_version_header"],
-        body=body,
-    )
+    try:
+        ok = signing.verify(
+            credential, secret,
+            method=request.method,
+            rel_urls=rel_urls,
+            raw_date=raw_date,
+            date=date,
+            hosts=_host_variants(request.host, request.scheme),
+            content_type=request.content_type,
+            api_version=version,
+            version_header=request["api_version_header"],
+            body=body,
+        )
+    except UnicodeError:
+        # Header bytes that are not UTF-8 (kept as lone surrogates) cannot have been signed.
+        ok = False
     if not ok:
         raise AuthorizationFailed("HMAC signature mismatch")
     return credential.access_key

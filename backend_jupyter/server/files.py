@@ -23,6 +23,23 @@ from .errors import FileNotFound, InvalidAPIParameters, RequestTooLarge
 
 WORK_DIR = PurePosixPath("/home/work")
 CHUNK = 256 * 1024
+NAME_MAX = 255  # bytes in one path component (Linux)
+PATH_MAX = 4095  # bytes in a whole path handed to the OS (Linux, without the NUL)
+
+
+def check_path_text(path: str) -> None:
+    """Refuse path text the file system cannot take: NUL, unencodable characters (lone
+    surrogates) and components or paths longer than the OS allows."""
+    if not isinstance(path, str) or "\x00" in path:
+        raise InvalidAPIParameters("Invalid path: it must be a string without NUL characters.")
+    try:
+        raw = os.fsencode(path)
+    except UnicodeError:
+        raise InvalidAPIParameters("Invalid path: it is not valid Unicode text.") from None
+    if len(raw) > PATH_MAX or any(len(part) > NAME_MAX for part in raw.replace(b"\\", b"/").split(b"/")):
+        raise InvalidAPIParameters(
+            f"Invalid path: at most {NAME_MAX} bytes per name and {PATH_MAX} bytes in all."
+        )
 
 
 def confined(
@@ -34,8 +51,7 @@ def confined(
     must_exist: bool = False,
 ) -> Path:
     """``root / path``, refusing anything that could reach outside ``root`` (and ``extra_roots``)."""
-    if not isinstance(path, str) or "\x00" in path:
-        raise InvalidAPIParameters("Invalid path: it must be a string without NUL characters.")
+    check_path_text(path)
     pure = PurePosixPath(path.replace("\\", "/")) if path else PurePosixPath(".")
     if pure.is_absolute():
         if allow_work_prefix and (pure == WORK_DIR or WORK_DIR in pure.parents):
@@ -45,15 +61,59 @@ def confined(
     if ".." in pure.parts:
         raise InvalidAPIParameters(f"Invalid path {path!r}: '..' is not allowed.")
     target = root.joinpath(*pure.parts)
+    check_path_text(str(target))
     real_root = root.resolve()
     allowed = [real_root, *(r.resolve() for r in extra_roots)]
     # Resolve through symlinks; the parent of a not-yet-existing target must itself be inside.
-    real = target.resolve()
+    try:
+        real = target.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        raise InvalidAPIParameters(f"Invalid path {path!r}: it cannot be resolved (symlink loop?).") from None
     if not any(real == a or a in real.parents for a in allowed):
         raise InvalidAPIParameters(f"Invalid path {path!r}: it points outside the allowed directory.")
     if must_exist and not target.exists():
         raise FileNotFound(f"{path!r} does not exist.")
     return target
+
+
+def make_parents(target: Path, name: str) -> None:
+    """Create the directories above ``target`` (a clear 400 when a file is in the way)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidAPIParameters(f"Cannot create the directories of {name!r}: {e.strerror or e}.") from None
+
+
+def open_new(path: Path, mode: int = 0o644) -> int:
+    """A fresh regular file at ``path`` for writing (an fd).  Whatever was there is removed first
+    and symlinks are never followed, so a planted link cannot redirect the write elsewhere."""
+    try:
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except OSError as e:
+        raise InvalidAPIParameters(f"Cannot write {path.name!r}: {e.strerror or e}.") from None
+
+
+def open_append(path: Path) -> int | None:
+    """An fd appending to the regular file ``path``; None if it is missing or not a regular file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def regular_size(path: Path) -> int | None:
+    """Size of ``path`` if it is a regular file (not following symlinks), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 async def save_uploads(
@@ -84,11 +144,12 @@ async def save_uploads(
         dest = confined(root, filename, extra_roots=extra_roots)
         if dest.is_dir() or dest == root:
             raise InvalidAPIParameters(f"Invalid file name {filename!r}: it is a directory.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_parents(dest, filename)
         confined(root, filename, extra_roots=extra_roots)  # re-check after mkdir
         tmp = dest.with_name(f".{dest.name}.uploading")
+        fd = open_new(tmp)
         try:
-            with open(tmp, "wb") as f:
+            with os.fdopen(fd, "wb") as f:
                 while chunk := await part.read_chunk(CHUNK):
                     total += len(chunk)
                     if total > max_total:
@@ -101,6 +162,17 @@ async def save_uploads(
             tmp.unlink(missing_ok=True)
         saved.append(filename)
     return saved
+
+
+def display_name(name: str) -> str:
+    """``name`` as text for an HTTP header: bytes that are not UTF-8 become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def quoted_filename(name: str) -> str:
+    """``name`` as a quoted-string for ``Content-Disposition`` (no control characters)."""
+    text = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in display_name(name))
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def tar_bytes(path: Path) -> bytes:
