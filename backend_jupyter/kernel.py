@@ -539,8 +539,17 @@ def __bj_inspect(name={name}, level={level}, marker={marker}):
         for hist in (hm.input_hist_parsed, hm.input_hist_raw):
             if hist:
                 hist.pop()
-        if hm.db_input_cache:
-            hm.db_input_cache.pop()
+        with hm.db_input_cache_lock:  # not yet written: drop it; written already: delete the row
+            mine = [entry for entry in hm.db_input_cache if entry[0] == count]
+            for entry in mine:
+                hm.db_input_cache.remove(entry)
+            if not mine and hm.enabled:
+                try:
+                    with hm.db:
+                        hm.db.execute("DELETE FROM history WHERE session = ? AND line = ?",
+                                      (hm.session_number, count))
+                except Exception:
+                    pass
         ns.pop('_i%d' % count, None)
         ns.update(saved)
         ip.execution_count = count

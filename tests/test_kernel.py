@@ -144,6 +144,9 @@ def test_completion_is_complete_and_inspect(kernel):
     # inspect left no trace: one more entry (the print itself), and _ii is the previous print
     n_before = int(before.stream().split()[0])
     assert after.stream() == f"{n_before + 1} print(len(In), _i)\n"
+    for _ in range(3):  # the history database took no duplicate line numbers either
+        kernel.request("inspect", "print(", 5, detail_level=0)
+        assert kernel.execute("print('clean')").stream() == "clean\n"
 
 
 def test_empty_cell_does_not_touch_the_session(kernel):
