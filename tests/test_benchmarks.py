@@ -1,0 +1,68 @@
+"""The benchmark suite runs end to end (quick, without the SDK) and reports sane numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ("local", "wrapper_poll", "wrapper_ws")
+
+
+def sane_latency(summary: dict, n: int, upper_ms: float) -> None:
+    assert summary["n"] == n
+    assert 0 < summary["min_ms"] <= summary["p50_ms"] <= summary["p95_ms"] <= summary["max_ms"] < upper_ms, summary
+
+
+def test_quick_suite(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--no-sdk", "--output", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| # | measurement |" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["errors"] == {}
+    machine, settings, r = data["machine"], data["settings"], data["results"]
+    assert machine["cpus"] >= 1 and machine["cpu_model"] and machine["python"] and machine["date"]
+    assert settings["quick"] and settings["sdk_versions"] == []
+    assert set(r) == {"trivial", "first_output", "throughput", "display", "session_create", "concurrency", "soak",
+                      "clients"}
+
+    for kernel in KERNELS:
+        sane_latency(r["trivial"][kernel], settings["trivial_n"], 5000)
+        for variant in ("print", "print_flush"):  # 'a' comes before the 1 s sleep
+            sane_latency(r["first_output"][kernel][variant], settings["ttfo_runs"], 1000)
+        for cell in ("lines", "bigline"):
+            t = r["throughput"][kernel][cell]
+            assert t["status"] == "ok" and t["idle"] and t["exact"], t
+            assert t["bytes_received"] == t["bytes_expected"] > 10_000_000 and t["mb_per_s"] > 0
+            assert all(0 < v["before_mb"] <= v["peak_mb"] for v in t["rss"].values()), t["rss"]
+        png = r["display"][kernel]
+        sane_latency(png, settings["png_runs"], 10_000)
+        assert png["bytes_match"] and png["png_bytes"] > 1_000_000
+    assert set(r["throughput"]["wrapper_ws"]["lines"]["rss"]) == {"kernel", "server", "session kernel"}
+
+    sane_latency(r["session_create"]["cold"], settings["cold_creates"], 30_000)
+    sane_latency(r["session_create"]["warm"], settings["warm_creates"], 5_000)
+
+    c = r["concurrency"]
+    assert c["errors"] == 0, c["error_samples"]
+    assert c["isolation_ok"] and c["crossed"] == []
+    assert c["cells_ok"] == settings["concurrency_kernels"] * settings["concurrency_cells"] == c["latency"]["n"]
+
+    s = r["soak"]
+    assert s["errors"] == 0 and s["latency"]["n"] == settings["soak_cells"]
+    for when in ("start", "end"):
+        for name in ("kernel", "server", "session kernel"):
+            assert s[when][name]["processes"] >= 1 and s[when][name]["rss_mb"] > 0 and s[when][name]["fds"] > 0
+
+    assert set(r["clients"]) == {"ours_poll", "ours_ws"}
+    for client in r["clients"].values():
+        sane_latency(client["trivial"], settings["trivial_n"], 5000)
+        assert client["lines"]["exact"] and client["bigline"]["exact"]
+
+    checks = [row for row in data["rows"] if row["target"] in ("0", "no foreign token", "image arrives intact",
+                                                               "exact text", "0 errors")]
+    assert checks and all(row["met"] for row in checks), checks
