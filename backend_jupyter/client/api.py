@@ -311,8 +311,10 @@ class APIClient:
         headers = self.sign("GET", rel, "application/octet-stream")
         ws_url = re.sub(r"^http", "ws", self.endpoint) + rel
         try:
+            # No client heartbeat: the server pings every 30 s, and a per-run socket's own heartbeat
+            # timer would keep it alive long after it closed.
             return await self.http.ws_connect(URL(ws_url, encoded=True), headers=headers, ssl=self.ssl,
-                                              heartbeat=30.0, max_msg_size=64 * 1024 * 1024)
+                                              max_msg_size=64 * 1024 * 1024)
         except aiohttp.WSServerHandshakeError as e:
             raise error_from_response(e.status, e.message or "", method="GET", path=path) from None
         except aiohttp.ClientConnectorError as e:

@@ -45,6 +45,15 @@ OWN_PYTHON = "python"
 WRAPPER_KERNEL_PREFIX = "backend"  # the product's own wrapper kernelspecs are never session images
 KERNEL_READY_TIMEOUT = 60.0
 COALESCE_SECONDS = 0.010
+# Run by the session's IPython at start: ipykernel sends unflushed prints on a 0.2 s timer; a
+# shorter one makes the first line of a cell arrive promptly (still few messages under floods).
+STARTUP_SCRIPT = """\
+import sys as _sys
+for _stream in (_sys.stdout, _sys.stderr):
+    if hasattr(_stream, "flush_interval"):
+        _stream.flush_interval = 0.02
+del _sys, _stream
+"""
 LOST_IDLE_GRACE = 1.0
 
 
@@ -300,6 +309,9 @@ class ComputeSession:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        startup = self.root / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True, exist_ok=True)
+        (startup / "00-backend-jupyter.py").write_text(STARTUP_SCRIPT)
         for point, folder in self.spec.mounts.items():
             link = self.workdir / point
             link.parent.mkdir(parents=True, exist_ok=True)
