@@ -559,9 +559,28 @@ del __bj_inspect
 """
 
 
+def last_option_wins(argv: list[str]) -> list[str]:
+    """Drop earlier repeats of ``--BackendKernel.<option>=...`` (a kernelspec's argv plus extra
+    arguments may both set one; traitlets refuses two values).  ``environ`` and ``resources``
+    entries add up, so they are all kept."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for arg in reversed(argv):
+        match = re.match(r"--BackendKernel\.(\w+)=", arg)
+        if match and match.group(1) not in ("environ", "resources"):
+            if match.group(1) in seen:
+                continue
+            seen.add(match.group(1))
+        kept.append(arg)
+    return kept[::-1]
+
+
 def main() -> None:
+    import sys
+
     from ipykernel.kernelapp import IPKernelApp
 
+    sys.argv = last_option_wins(sys.argv)
     app = IPKernelApp.instance(kernel_class=BackendKernel)
     # The connection to the front-end is local; this warning would show in every demo/test run.
     app.log.addFilter(lambda record: "without encryption" not in record.getMessage())

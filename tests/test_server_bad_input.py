@@ -37,7 +37,13 @@ def test_no_authorization(api):
 
 
 def test_missing_date(api):
-    assert_problem(api.request("GET", "/auth", sign=False), 400, "invalid-auth-params")
+    assert_problem(api.request("GET", "/auth", headers={"Date": None}), 400, "invalid-auth-params")
+
+
+def test_nothing_signed_is_unauthorized(api):
+    # as a real 26.9.6 manager answers: no Authorization is a 401, before any date check
+    problem = assert_problem(api.request("GET", "/auth", sign=False), 401, "auth-failed")
+    assert problem["msg"] == "Unauthorized access"
 
 
 @pytest.mark.parametrize("header", [

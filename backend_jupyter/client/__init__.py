@@ -10,6 +10,7 @@ from .errors import (
     BadRequest,
     Forbidden,
     NotFound,
+    NotSupported,
     QuotaExceeded,
     RateLimited,
     RequestTimeout,
@@ -24,6 +25,6 @@ from .vfolder import TransferFailed, VFolder
 __all__ = [
     "APIClient", "CLIENT_API_VERSION", "ComputeSession", "FileEntry", "VFolder",
     "AlreadyExists", "APIVersionUnsupported", "AuthenticationFailed", "BackendAPIError", "BackendError",
-    "BadRequest", "Forbidden", "NotFound", "QuotaExceeded", "RateLimited", "RequestTimeout", "ServerError",
+    "BadRequest", "Forbidden", "NotFound", "NotSupported", "QuotaExceeded", "RateLimited", "RequestTimeout", "ServerError",
     "ServerUnreachable", "SessionNotFound", "TransferFailed", "VFolderNotFound",
 ]

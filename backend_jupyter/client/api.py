@@ -233,6 +233,7 @@ class APIClient:
         form: Callable[[], aiohttp.FormData] | None = None,
         idempotent: bool | None = None,
         expect: str = "json",
+        read_timeout: float | None = None,
     ) -> Any:
         """Send a signed request; returns decoded JSON (``expect="json"``), ``bytes``, nothing
         (``"none"``) or multipart parts (``"parts"``).  Raises a :class:`BackendError`."""
@@ -253,7 +254,10 @@ class APIClient:
                 headers = {**self.sign(method, rel, ctype), "Content-Type": ctype}
             url = URL(self.endpoint + rel, encoded=True)
             try:
-                async with self.http.request(method, url, data=body, headers=headers, ssl=self.ssl) as resp:
+                timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connection_timeout or None,
+                                                sock_read=read_timeout) if read_timeout else None
+                async with self.http.request(method, url, data=body, headers=headers, ssl=self.ssl,
+                                             **({"timeout": timeout} if timeout else {})) as resp:
                     if resp.status >= 400:
                         error = error_from_response(
                             resp.status, await resp.text(errors="replace"),

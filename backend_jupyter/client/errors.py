@@ -111,6 +111,11 @@ class RateLimited(BackendAPIError):
         self.retry_after = retry_after
 
 
+class NotSupported(BackendAPIError):
+    summary = "The Backend.AI server does not support this operation"
+    hint = "it is not available on this manager version"
+
+
 class ServerError(BackendAPIError):
     summary = "The Backend.AI server failed while handling the request"
     hint = "the session is usually still usable; retry, and report the error if it persists"
@@ -151,6 +156,8 @@ def error_from_response(status: int, text: str, *, retry_after: float | None = N
         return QuotaExceeded(status, body, **kw)
     if status == 429:
         return RateLimited(status, body, retry_after=retry_after, **kw)
+    if status == 501 or slug == "not-implemented":
+        return NotSupported(status, body, **kw)
     if status >= 500:
         return ServerError(status, body, **kw)
     if "already-exists" in slug or "already-exists" in code:

@@ -44,6 +44,10 @@ def mount_fields(client: APIClient, mounts: Iterable[Mount | str]) -> dict[str, 
     return fields
 
 
+EXECUTE_READ_TIMEOUT = 120.0
+QUERY_DOWNLOADS = (8, "20240315")  # from here on: POST /download?files=... (the 26.9 SDK does so)
+
+
 class ComputeSession:
     """A Backend.AI compute session, addressed by name (API v4) or name/id (v5+)."""
 
@@ -122,7 +126,10 @@ class ComputeSession:
         body: dict[str, Any] = {"mode": mode, "code": code, "runId": run_id, "run_id": run_id}
         if options:
             body["options"] = dict(options)
-        data = await self.client.request("POST", self.path, json=body, idempotent=False)
+        # Each call returns within seconds (servers flush output every ~2 s); a call that does not
+        # is a wedged session, not a slow cell.
+        data = await self.client.request("POST", self.path, json=body, idempotent=False,
+                                         read_timeout=self.client.config.read_timeout or EXECUTE_READ_TIMEOUT)
         return data["result"] if isinstance(data, dict) and "result" in data else data
 
     async def stream(self) -> aiohttp.ClientWebSocketResponse:
@@ -148,7 +155,8 @@ class ComputeSession:
         result = data.get("result", data) if isinstance(data, dict) else {}
         if not isinstance(result, dict):
             result = {"completions": result if isinstance(result, list) else []}
-        matches = [m for m in result.get("completions", []) if isinstance(m, str)]
+        found = result.get("completions", result.get("suggestions", []))  # 26.9 calls them suggestions
+        matches = [m for m in found or [] if isinstance(m, str)]
         return {
             "completions": matches,
             "cursor_start": int(result.get("cursor_start", cursor - _word_len(before))),
@@ -189,9 +197,12 @@ class ComputeSession:
         names: list[str] = []
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        parts = await self.client.request(
-            "GET", f"{self.path}/download", json={"files": list(files)}, expect="parts"
-        )
+        if self.client.version >= QUERY_DOWNLOADS:  # 26.9 managers answer GET-with-body with 405
+            parts = await self.client.request("POST", f"{self.path}/download", params={"files": list(files)},
+                                              idempotent=True, expect="parts")
+        else:
+            parts = await self.client.request("GET", f"{self.path}/download", json={"files": list(files)},
+                                              expect="parts")
         for _headers, data in parts:
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 safe_extract(tar, dest)
@@ -199,7 +210,9 @@ class ComputeSession:
         return names
 
     async def list_files(self, path: str = ".") -> list[FileEntry]:
-        data = await self.client.request("GET", f"{self.path}/files", json={"path": path})
+        # A query parameter, not a JSON body: managers read the query when a GET has no body, and
+        # 26.9 ignores GET bodies.
+        data = await self.client.request("GET", f"{self.path}/files", params={"path": path})
         if data.get("errors"):
             raise BadRequest(400, {"title": "Listing files failed", "msg": str(data["errors"])})
         raw = data.get("files", "[]")

@@ -70,6 +70,8 @@ def _host_variants(host: str, scheme: str) -> list[str]:
 
 async def authenticate(request: web.Request, keys: KeyStore) -> str:
     """Verify the request's signature; returns the caller's access key."""
+    if not request.headers.get("Authorization"):  # as a real manager: 401 before any date check
+        raise AuthorizationFailed("Unauthorized access")
     raw_date = (
         request.headers.get("Date")
         or request.headers.get("X-BackendAI-Date")
