@@ -28,6 +28,7 @@ from backend_jupyter.client import (
     AuthenticationFailed,
     BackendAPIError,
     ComputeSession,
+    NotSupported,
     ServerError,
     SessionNotFound,
     VFolder,
@@ -224,7 +225,7 @@ def test_destroy_is_asynchronous_then_404(manager_stack):
 def test_restart_is_not_supported_by_26_9(manager_stack, shared):
     """PATCH /session/{name} → 501 ``api_generic_not-implemented`` (the embedded server: 204)."""
     async def go(s):
-        with pytest.raises(ServerError) as e:
+        with pytest.raises(NotSupported) as e:
             await s.restart()
         return e.value
     err = on_shared(manager_stack, shared, go)
@@ -453,8 +454,7 @@ def test_session_files_upload_and_list(manager_stack, shared, tmp_path):
     names = {e.name: e for e in listing}
     assert names["a.txt"].size == 5 and not names["a.txt"].is_dir and names["sub"].is_dir
     assert stdout(seen) == "hello bee\n"
-    # Client bug (see test_session_list_files_of_a_subdirectory): the path is ignored.
-    assert {e.name for e in sub} == set(names)
+    assert {e.name for e in sub} == {"b.txt"}  # the path is honoured (sent as a query parameter)
 
 
 def test_session_files_raw_listing_reads_the_query(manager_stack, shared):
