@@ -474,7 +474,7 @@ class BackendMagics(Magics):
             self.current = rest[0]
             return None
         if command == "attach":
-            name = _one(rest, "attach NAME")
+            name = _one(rest, "%backend_session attach NAME")
             session = ComputeSession(api, name)
             try:
                 info = self.call(session.info())
@@ -486,7 +486,7 @@ class BackendMagics(Magics):
             print(f"Attached to {name} ({info.get('status')}); it will not be destroyed by this IPython.")
             return None
         if command == "use":
-            name = _one(rest, "use NAME")
+            name = _one(rest, "%backend_session use NAME")
             self.session(name, create=False)
             self.current = name
             return None
@@ -532,7 +532,7 @@ class BackendMagics(Magics):
             for f in self.call(VFolder.list(api)):
                 print(f"{f['name']:30} {f.get('permission', ''):4} {f.get('usage_mode', '')}")
             return None
-        name = _one(rest[:1], f"{command} NAME ...")
+        name = _one(rest[:1], f"%backend_vfolder {command} NAME ...")
         folder = VFolder(api, name)
         if command == "create":
             self.call(VFolder.create(api, name))
@@ -545,7 +545,7 @@ class BackendMagics(Magics):
                 kind = "d" if entry.get("type") == "DIRECTORY" else "-"
                 print(f"{kind} {entry.get('size', 0):>12} {entry['name']}")
         elif command == "mkdir":
-            self.call(folder.mkdir(_one(rest[1:], "mkdir NAME PATH")))
+            self.call(folder.mkdir(_one(rest[1:], "%backend_vfolder mkdir NAME PATH")))
         elif command == "upload":
             files = rest[1:]
             if not files:
@@ -649,7 +649,7 @@ def _split_options(line: str, parser) -> tuple[str, str]:
 
 def _one(words: list[str], usage: str) -> str:
     if len(words) != 1:
-        raise UsageError(f"usage: %backend_session {usage}" if "NAME" in usage else usage)
+        raise UsageError(f"usage: {usage}")
     return words[0]
 
 
