@@ -27,6 +27,8 @@ from .client.errors import (
     AuthenticationFailed,
     BackendAPIError,
     BackendError,
+    RequestTimeout,
+    ServerError,
     ServerUnreachable,
     SessionNotFound,
 )
@@ -38,10 +40,15 @@ log = logging.getLogger("backend_jupyter.execution")
 TERMINAL = frozenset({"finished", "exec-timeout"})
 STEPS = frozenset({"clean-finished", "build-finished"})
 DRAIN_SECONDS = 10.0
+PROBE_TIMEOUT = 10.0  # after a run broke off: how long the session may take to answer ``pass``
 
 
 class RunLost(BackendError):
     hint = "the session is usually still there: run the cell again"
+
+
+class SessionUnresponsive(BackendError):
+    hint = "restart the kernel (or the session) to replace it; its variables are lost"
 
 
 # -- events ----------------------------------------------------------------------------------------
@@ -268,6 +275,40 @@ async def _abort_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse
             msg = await asyncio.wait_for(ws.receive(), max(0.1, deadline - loop.time()))
             if msg.type != aiohttp.WSMsgType.TEXT or json.loads(msg.data).get("status") in TERMINAL:
                 return
+
+
+# -- is the session still answering? ---------------------------------------------------------------
+
+def broke_off(failure: BackendError | None) -> bool:
+    """Whether a run failed in a way that may have left its session stuck (worth a :func:`probe`)."""
+    return isinstance(failure, (ServerError, RunLost, RequestTimeout))
+
+
+def stuck_note(name: str, remedy: str) -> str:
+    return f"The Backend.AI session {name} has not answered for {PROBE_TIMEOUT:.0f} s since this error: it is stuck. {remedy}\n"
+
+
+async def probe(session: ComputeSession, timeout: float) -> str:
+    """Check a session after a run broke off (server error, stream closed): run ``pass`` and
+    say ``"ok"`` (it answered, even if only ``continued`` because an older run is still busy),
+    ``"gone"`` (the session no longer exists), ``"unresponsive"`` (no answer within ``timeout``:
+    a wedged session, seen on Backend.AI 26.09 after a failed HTML display) or ``"unknown"``
+    (the server itself cannot be reached, which says nothing about the session)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        result = await asyncio.wait_for(session.execute("query", "pass"), timeout)
+    except SessionNotFound:
+        return "gone"
+    except (ServerUnreachable, AuthenticationFailed):
+        return "unknown"
+    except (asyncio.TimeoutError, BackendError):
+        return "unresponsive"
+    with contextlib.suppress(asyncio.TimeoutError, BackendError):  # best effort: let the probe end
+        while result.get("status") == "continued" and loop.time() < deadline:
+            result = await asyncio.wait_for(session.execute("continue", "", result.get("runId")),
+                                            max(0.1, deadline - loop.time()))
+    return "ok"
 
 
 # -- how a run ended, for front-ends --------------------------------------------------------------

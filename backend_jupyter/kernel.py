@@ -9,7 +9,12 @@ Built on ``ipykernel.kernelbase.Kernel`` with async handlers (see ../shared/JUPY
 * ``input()``/``getpass()`` use the stdin channel through a wait of our own that never blocks the
   event loop and can be abandoned on interrupt.
 * The stop button (``interrupt_mode: message``) interrupts the remote run; restart resets the remote
-  session (files stay); shutdown destroys it unless it was attached by name.
+  session (files stay), or, where the manager cannot (26.09 answers 501) or the session stopped
+  answering, replaces our own session with a fresh one; shutdown destroys it unless it was
+  attached by name.
+* After a run breaks off (a server error, a closed stream, no answer) the session is probed: one
+  that no longer answers is reported in the cell, and later cells fail at once with that news
+  instead of hanging, until a restart replaces it.
 """
 
 from __future__ import annotations
@@ -34,19 +39,30 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Dict, Enum, Float, Unicode
 
 from . import __version__
-from .client import APIClient, BackendError, ComputeSession, SessionNotFound
+from .client import (
+    APIClient,
+    BackendError,
+    ComputeSession,
+    NotSupported,
+    SessionNotFound,
+)
 from .config import Config, ConfigError, parse_endpoints, parse_mounts
 from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
+    PROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
     Output,
     RunFailed,
+    SessionUnresponsive,
     TracebackHold,
+    broke_off,
     conclude,
+    probe,
     run_cell,
+    stuck_note,
 )
 from .kernelspecs import is_python, language_info
 
@@ -57,6 +73,7 @@ STREAM_FLUSH_BYTES = 64 * 1024
 INTERRUPT_GRACE = 5.0
 STDIN_POLL = 0.02
 INSPECT_MARKER = "\x1eBACKEND_JUPYTER_INSPECT\x1e"
+REPROBE_TIMEOUT = 5.0  # before each later cell, while the session did not answer
 
 
 @dataclass
@@ -171,6 +188,7 @@ class BackendKernel(Kernel):
         self._config: Config | None = None
         self._restarting = False
         self._destroyed = False
+        self._unresponsive = False  # the session stopped answering: only a restart helps
         self._register_comms()
         atexit.register(self._destroy_at_exit)
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -284,6 +302,12 @@ class BackendKernel(Kernel):
     async def _execute(self, cell: Cell, sink: StreamBuffer, code: str, silent: bool, allow_stdin: bool) -> dict:
         if not code.strip():
             return self._ok_reply()
+        if self._unresponsive and self._session is not None:
+            if await probe(self._session, REPROBE_TIMEOUT) == "unresponsive":
+                return self._error_reply("SessionUnresponsive", str(SessionUnresponsive(
+                    f"The Backend.AI session {self._session.name} still does not answer, so this cell was not sent"
+                )), silent)
+            self._unresponsive = False
         for attempt in (1, 2):
             session = await self.ensure_session()
             cell.session = session
@@ -298,6 +322,14 @@ class BackendKernel(Kernel):
         outcome = conclude(finished, failure, hold.release(), interrupted=cell.interrupted)
         sink.write("stderr", outcome.stderr)
         sink.flush()
+        if broke_off(failure) and not cell.interrupted:
+            state = await probe(session, PROBE_TIMEOUT)
+            if state == "gone":
+                outcome.session_gone = True
+            elif state == "unresponsive":
+                self._unresponsive = True
+                sink.write("stderr", stuck_note(session.name, "Restart the kernel to replace it with a fresh session."))
+                sink.flush()
         if outcome.session_gone:
             self._session = None
         if outcome.ok:
@@ -426,7 +458,7 @@ class BackendKernel(Kernel):
         try:
             if self._session is not None:
                 if restart:
-                    await self._session.restart()  # the next kernel process reattaches by name
+                    await self._restart_session()
                 elif self._owned:
                     await self._session.destroy()
                     self._destroyed = True
@@ -436,6 +468,26 @@ class BackendKernel(Kernel):
             if self._client is not None:
                 await self._client.close()
             self._client = None
+
+    async def _restart_session(self) -> None:
+        """Reset the remote interpreter; the next kernel process reattaches by name.  Where the
+        manager cannot restart (26.09 answers 501) or the session stopped answering, our own
+        session is destroyed instead and its name freed, so the next process starts a fresh one."""
+        session = self._session
+        try:
+            if self._unresponsive and self._owned:
+                replaced = await session.replace()
+            elif await session.reset(replace=self._owned):
+                log.info("this manager cannot restart sessions: %s was replaced by a fresh one", session.name)
+                replaced = True
+            else:
+                return
+        except NotSupported:
+            log.warning("session %s was attached by name and this manager cannot restart it: its state is kept",
+                        session.name)
+            return
+        if not replaced:
+            log.warning("session %s is still terminating; the next kernel may attach to it", session.name)
 
     def _destroy_at_exit(self) -> None:
         """Exit paths we can see (SIGTERM, crash of the front-end, ...): don't leak our session."""

@@ -41,6 +41,7 @@ from .config import Config, ConfigError, parse_mounts, sources
 from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
+    PROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
@@ -48,8 +49,11 @@ from .execution import (
     RunFailed,
     StepFinished,
     TracebackHold,
+    broke_off,
     conclude,
+    probe,
     run_cell,
+    stuck_note,
 )
 from .variables import (
     REMOTE_DIR,
@@ -214,6 +218,9 @@ class BackendMagics(Magics):
         self.sessions[name] = Entry(session, owned=session.created, keep=keep)
         return session
 
+    def _owned(self, session: ComputeSession) -> bool:
+        return any(entry.session is session and entry.owned for entry in self.sessions.values())
+
     def close(self) -> None:
         """At exit: destroy the sessions we created (unless --keep), close the client."""
         if self.client is None:
@@ -300,6 +307,12 @@ class BackendMagics(Magics):
         outcome = conclude(finished, failure, hold.release(), interrupted=interrupted)
         if outcome.stderr:
             sys.stderr.write(outcome.stderr)
+        if broke_off(failure) and not interrupted:
+            state = self.runner.run(probe(session, PROBE_TIMEOUT), PROBE_TIMEOUT + 5)
+            outcome.session_gone = outcome.session_gone or state == "gone"
+            if state == "unresponsive":
+                sys.stderr.write(stuck_note(session.name, f"Replace it with %backend_session restart {session.name}"
+                                            if self._owned(session) else "Ask its owner to restart it."))
         if outcome.session_gone:
             self.sessions = {k: v for k, v in self.sessions.items() if v.session is not session}
         if interrupted and not outcome.ok:
@@ -498,8 +511,13 @@ class BackendMagics(Magics):
                     print(f"{key:20} {info[key]}")
             return None
         if command == "restart":
-            self.call(self.session(name, create=False).restart())
-            print(f"Restarted {name}: its state is reset, its files are kept.")
+            session = self.session(name, create=False)
+            if self.call(session.reset(replace=self._owned(session))):
+                del self.sessions[name]
+                print(f"This manager cannot restart sessions, so {name} was destroyed; the next run starts a "
+                      "fresh session under that name (its variables and files are gone).")
+            else:
+                print(f"Restarted {name}: its state is reset, its files are kept.")
             return None
         if command == "destroy":
             session = self.sessions.pop(name).session if name in self.sessions else ComputeSession(api, name)

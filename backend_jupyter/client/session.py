@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -15,7 +16,13 @@ import aiohttp
 
 from ..config import Mount
 from .api import APIClient, upload_form
-from .errors import APIVersionUnsupported, BadRequest, NotFound, SessionNotFound
+from .errors import (
+    APIVersionUnsupported,
+    BadRequest,
+    NotFound,
+    NotSupported,
+    SessionNotFound,
+)
 
 
 @dataclass
@@ -45,6 +52,8 @@ def mount_fields(client: APIClient, mounts: Iterable[Mount | str]) -> dict[str, 
 
 
 EXECUTE_READ_TIMEOUT = 120.0
+REPLACE_TIMEOUT = 10.0  # a destroyed session frees its name (26.09: ~3 s TERMINATING)
+ENDING = frozenset({"TERMINATING", "TERMINATED", "CANCELLED"})  # destroyed, still listed for a while
 QUERY_DOWNLOADS = (8, "20240315")  # from here on: POST /download?files=... (the 26.9 SDK does so)
 
 
@@ -142,6 +151,28 @@ class ComputeSession:
     async def restart(self) -> None:
         await self.client.request("PATCH", self.path, idempotent=True, expect="none")
 
+    async def reset(self, *, replace: bool) -> bool:
+        """Restart the session's interpreter (files stay).  Where the manager cannot (26.09
+        answers 501) and ``replace`` allows it, :meth:`replace` the session instead; returns
+        whether it was replaced."""
+        try:
+            await self.restart()
+            return False
+        except NotSupported:
+            if not replace:
+                raise
+        await self.replace()
+        return True
+
+    async def replace(self, timeout: float = REPLACE_TIMEOUT) -> bool:
+        """Destroy the session and wait until its name is free, so that creating a session under
+        the same name starts a fresh one; False if it was still terminating at ``timeout``."""
+        try:
+            await self.destroy()
+        except SessionNotFound:
+            return True
+        return await self.wait_gone(timeout)
+
     async def complete(self, code: str, cursor: int | None = None) -> dict[str, Any]:
         """Completions at ``cursor`` (default: the end of ``code``): ``{"completions": [...],
         "cursor_start": int, "cursor_end": int}``."""
@@ -172,11 +203,29 @@ class ComputeSession:
         return str(data.get("result", {}).get("logs", "")) if isinstance(data, dict) else str(data)
 
     async def exists(self) -> bool:
+        """Whether the session is there and not on its way out (a manager keeps a destroyed
+        session ``TERMINATING`` for a few seconds before it answers 404)."""
         try:
-            await self.info()
+            info = await self.info()
         except SessionNotFound:
             return False
-        return True
+        return not (isinstance(info, dict) and str(info.get("status", "")).upper() in ENDING)
+
+    async def wait_gone(self, timeout: float, interval: float = 0.3) -> bool:
+        """Wait until a destroyed session has ended (404, or ``TERMINATED``), so that its name is
+        free again; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                info = await self.info()
+            except SessionNotFound:
+                return True
+            if isinstance(info, dict) and str(info.get("status", "")).upper() in ("TERMINATED", "CANCELLED"):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(interval)
 
     # -- files -----------------------------------------------------------------------------------
     async def upload(self, files: Sequence[str | os.PathLike], *, basedir: str | os.PathLike | None = None) -> list[str]:

@@ -36,6 +36,7 @@ from backend_jupyter.client import (
 from backend_jupyter.config import Config
 from backend_jupyter.display import strip_ansi
 from backend_jupyter.execution import (
+    PROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
@@ -43,6 +44,7 @@ from backend_jupyter.execution import (
     RunFailed,
     run_cell,
 )
+from backend_jupyter.kernel import REPROBE_TIMEOUT
 from tests.manager.stack import API_VERSION, VERSION, StackInfo
 from tests.signed_http import SignedClient
 
@@ -197,25 +199,23 @@ def test_create_reuse_and_destroy(manager_stack):
 
 def test_destroy_is_asynchronous_then_404(manager_stack):
     """Observed difference: after DELETE the session stays TERMINATING for a few seconds (GET still
-    200, DELETE again 200 ``{"stats": {}}``, ``exists()`` True); then every call is 404
-    ``session_read_not-found``."""
+    200, DELETE again 200 ``{"stats": {}}``); then every call is 404 ``session_read_not-found``.
+    ``exists()`` says False from the DELETE on, and ``wait_gone()`` waits for the 404."""
     async def go():
         async with APIClient(config(manager_stack)) as api:
             s = await new_session(manager_stack, api, "async-destroy")
             await s.destroy()
             right_after = (await s.info())["status"]
+            exists_after = await s.exists()
             second = await s.destroy()
-            deadline = time.monotonic() + TERMINATE_TIMEOUT
-            while await s.exists():
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.3)
+            assert await s.wait_gone(TERMINATE_TIMEOUT)
             with pytest.raises(SessionNotFound) as gone:
                 await s.info()
             with pytest.raises(SessionNotFound):
                 await s.destroy()
-            return s.name, right_after, second, gone.value
-    name, right_after, second, gone = arun(go())
-    assert right_after in ("TERMINATING", "TERMINATED")
+            return s.name, right_after, exists_after, second, gone.value
+    name, right_after, exists_after, second, gone = arun(go())
+    assert right_after in ("TERMINATING", "TERMINATED") and exists_after is False
     assert second in ({"stats": {}}, {"stats": {"status": "terminated"}})
     assert gone.status == 404 and gone.error_code == "session_read_not-found"
     assert "does not exist" in str(gone) and "run the cell again" in str(gone)
@@ -640,38 +640,43 @@ def test_kernel_interrupt(manager_stack):
     wait_terminated(manager_stack, name)
 
 
-def test_kernel_html_display_500_ends_the_cell_with_an_error(manager_stack):
+def test_kernel_html_display_500_then_stuck_session_then_restart(manager_stack):
+    """26.9.6: an HTML display breaks the run (the manager closes the websocket: RunLost) and leaves
+    the session stuck.  The kernel probes it, says so in the cell, refuses later cells at once
+    instead of hanging, and a restart replaces the session with a fresh one under the same name."""
     driver = start_kernel(manager_stack)
     name = kernel_session_name(driver)
     try:
         assert driver.execute("pass", timeout=CREATE_TIMEOUT + 30).status == "ok"
-        result = driver.execute(HTML_CELL, timeout=60)
+        before = session_ids(manager_stack, name)
+        result = driver.execute(HTML_CELL, timeout=60 + PROBE_TIMEOUT)
         assert result.status == "error"
         content = result.reply["content"]
-        # The kernel streams over the websocket, where the manager just closes the stream: the cell
-        # ends with RunLost ("... closed before it finished"), not with the 500 polling would show.
+        # The output of the same flush window ('before') is lost with the failed aggregation.
         assert content["ename"] == "RunLost" and "closed before it finished" in content["evalue"], content
         assert len(result.of("error")) == 1
-        # The output of the same flush window ('before') is lost with the failed aggregation.
-    finally:
-        driver.shutdown()
-    wait_terminated(manager_stack, name)
+        assert "has not answered for 10 s" in result.stream("stderr")
+        assert "Restart the kernel to replace it" in result.stream("stderr")
 
+        started = time.monotonic()
+        refused = driver.execute("print('next')", timeout=30)
+        assert refused.status == "error" and refused.reply["content"]["ename"] == "SessionUnresponsive"
+        assert "restart the kernel" in refused.reply["content"]["evalue"]
+        assert time.monotonic() - started < REPROBE_TIMEOUT + 5
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: after the 26.9.6 HTML 500 the session is wedged and the next "
-                                       "cell hangs forever (no read timeout, the wedged session is kept)")
-def test_kernel_recovers_after_the_html_500(manager_stack):
-    driver = start_kernel(manager_stack)
-    name = kernel_session_name(driver)
-    try:
-        assert driver.execute("pass", timeout=CREATE_TIMEOUT + 30).status == "ok"
-        driver.execute(HTML_CELL, timeout=60)
-        assert driver.execute("print('next')", timeout=CREATE_TIMEOUT + WEDGE_PROBE).stream() == "next\n"
+        driver.shutdown(restart=True)
+        assert driver.execute("print('next')", timeout=CREATE_TIMEOUT).stream() == "next\n"
+        after = session_ids(manager_stack, name)
+        assert len(after) == 1 and after != before
     finally:
         driver.interrupt()
         driver.shutdown()
         arun(_destroy(manager_stack, name))
     wait_terminated(manager_stack, name)
+
+
+def session_ids(stack: StackInfo, name: str) -> list[str]:
+    return [r[0] for r in stack.psql(f"SELECT id FROM sessions WHERE name = '{name}' AND status = 'RUNNING'")]
 
 
 async def _destroy(stack, name):
@@ -682,31 +687,21 @@ async def _destroy(stack, name):
             pass
 
 
-def test_kernel_restart_keeps_the_session(manager_stack):
-    """Jupyter restart → PATCH (501 on 26.9.6, logged) → the new kernel process attaches to the
-    same session by name; shutdown then destroys it."""
+def test_kernel_restart_replaces_the_session(manager_stack):
+    """26.9.6 cannot restart a session (PATCH → 501), so a Jupyter restart destroys the kernel's own
+    session, waits until its name is free, and the restarted kernel process starts a fresh one under
+    the same name: the remote interpreter state is gone, as after a local restart."""
     driver = start_kernel(manager_stack)
     name = kernel_session_name(driver)
     try:
         assert driver.execute("marker = 'kept'", timeout=CREATE_TIMEOUT + 30).status == "ok"
-        driver.shutdown(restart=True)
-        assert driver.execute("print('restarted')", timeout=CREATE_TIMEOUT).stream() == "restarted\n"
-        assert live_sessions(manager_stack, name) == ["RUNNING"]
-    finally:
-        driver.shutdown()
-    wait_terminated(manager_stack, name)
-
-
-@pytest.mark.xfail(strict=True, reason="kernel bug: on 26.9.6 restart is 501, so a Jupyter restart keeps the remote "
-                                       "interpreter state (variables survive)")
-def test_kernel_restart_resets_remote_state(manager_stack):
-    driver = start_kernel(manager_stack)
-    name = kernel_session_name(driver)
-    try:
-        assert driver.execute("marker = 'kept'", timeout=CREATE_TIMEOUT + 30).status == "ok"
+        before = session_ids(manager_stack, name)
         driver.shutdown(restart=True)
         result = driver.execute("print(marker)", timeout=CREATE_TIMEOUT)
         assert result.status == "error" and result.reply["content"]["ename"] == "NameError"
+        after = session_ids(manager_stack, name)
+        assert len(before) == len(after) == 1 and before != after
+        assert live_sessions(manager_stack, name) == ["RUNNING"]
     finally:
         driver.shutdown()
     wait_terminated(manager_stack, name)
@@ -736,11 +731,17 @@ def test_magics_end_to_end(manager_stack, tmp_path):
         info = ipy.execute("%backend_session info")
         text = info.stream() + "".join(str(c.get("data", {})) for c in info.of("display_data"))
         names += re.findall(r"(bj[\w.-]+|ipython[\w.-]+|magic[\w.-]+|jupyter[\w.-]+)", text)
-        html = ipy.execute(f"%%backend_run --image {image}\n" + HTML_CELL, timeout=60)
-        # Over the websocket the manager closes the stream without an error frame: the magic can only
-        # say the connection closed (and, wrongly here, that the session is still usable).
+        html = ipy.execute(f"%%backend_run --image {image}\n" + HTML_CELL, timeout=60 + PROBE_TIMEOUT)
+        # Over the websocket the manager closes the stream without an error frame; the magic then
+        # probes the session, finds it stuck, and says how to replace it.
         assert html.status == "error", html.reply
         assert "closed before it finished" in html.reply["content"]["evalue"] or "500" in html.reply["content"]["evalue"]
+        stuck = re.search(r"has not answered for 10 s .* Replace it with %backend_session restart (\S+)", html.stream("stderr"))
+        assert stuck, html.messages
+        replaced = ipy.execute(f"%backend_session restart {stuck.group(1)}", timeout=30)
+        assert "cannot restart sessions" in replaced.stream() and "fresh session" in replaced.stream()
+        again = ipy.execute(f"%%backend_run --image {image}\nprint('fresh')", timeout=CREATE_TIMEOUT)
+        assert again.status == "ok" and "fresh\n" in again.stream(), again.messages
     finally:
         ipy.shutdown()
     # The IPython kernel's session goes when that kernel exits.
