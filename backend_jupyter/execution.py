@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from .client.errors import (
 )
 from .client.session import ComputeSession
 from .display import find_traceback, parse_traceback
+from .fastjson import dumps, loads
 
 log = logging.getLogger("backend_jupyter.execution")
 
@@ -239,11 +239,11 @@ async def _abort_poll(session: ComputeSession, run_id: str | None) -> None:
 async def _run_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse, code: str, mode: str,
                   options) -> AsyncIterator[Event]:
     try:
-        await ws.send_str(json.dumps({"code": code, "mode": mode, "options": dict(options or {})}))
+        await ws.send_str(dumps({"code": code, "mode": mode, "options": dict(options or {})}))
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
-            data = json.loads(msg.data)
+            data = loads(msg.data)
             status = data.get("status")
             if status in ("error", "server-restarting"):
                 yield RunFailed(RunLost(f"The server stopped the run: {data.get('msg') or status}"))
@@ -273,7 +273,7 @@ async def _abort_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse
         deadline = loop.time() + DRAIN_SECONDS
         while loop.time() < deadline:
             msg = await asyncio.wait_for(ws.receive(), max(0.1, deadline - loop.time()))
-            if msg.type != aiohttp.WSMsgType.TEXT or json.loads(msg.data).get("status") in TERMINAL:
+            if msg.type != aiohttp.WSMsgType.TEXT or loads(msg.data).get("status") in TERMINAL:
                 return
 
 

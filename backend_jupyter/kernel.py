@@ -635,7 +635,8 @@ def main() -> None:
     sys.argv = last_option_wins(sys.argv)
     app = IPKernelApp.instance(kernel_class=BackendKernel)
     # The connection to the front-end is local; this warning would show in every demo/test run.
-    app.log.addFilter(lambda record: "without encryption" not in record.getMessage())
+    # (Debug records, one per message, pass untouched: formatting them would cost every cell.)
+    app.log.addFilter(lambda record: record.levelno < logging.WARNING or "without encryption" not in record.getMessage())
     app.initialize()
     app.start()
 

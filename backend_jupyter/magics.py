@@ -472,7 +472,11 @@ class BackendMagics(Magics):
             try:
                 rows = self.call(ComputeSession.list(api))
             except UsageError:
-                rows = [{"name": n, "status": "?"} for n in self.sessions]
+                rows = []
+            # A real manager lists sessions only through GraphQL (its REST listing is empty): show
+            # at least the ones this IPython knows.
+            listed = {row.get("name") for row in rows}
+            rows += [{"name": n, "status": "?"} for n in self.sessions if n not in listed]
             for row in rows:
                 mark = "*" if row.get("name") == self.current else " "
                 owner = "ours" if row.get("name") in self.sessions and self.sessions[row["name"]].owned else ""

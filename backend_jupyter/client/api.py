@@ -9,7 +9,6 @@ jitter; a call that may run user code (execute) is never re-sent once it may hav
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 import logging
 import random
 import re
@@ -24,6 +23,7 @@ from yarl import URL
 
 from .. import __version__, signing
 from ..config import API_VERSION_RE, Config
+from ..fastjson import dumpb, loads
 from .errors import (
     APIVersionUnsupported,
     BackendAPIError,
@@ -247,7 +247,7 @@ class APIClient:
                 body, ctype = form(), "multipart/form-data"
                 headers = self.sign(method, rel, ctype)
             elif json is not None:
-                body, ctype = jsonlib.dumps(json).encode(), "application/json"
+                body, ctype = dumpb(json), "application/json"
                 headers = {**self.sign(method, rel, ctype, body), "Content-Type": ctype}
             else:
                 ctype = "text/plain"
@@ -275,13 +275,13 @@ class APIClient:
                         return None
                     if expect == "bytes":
                         return await resp.read()
-                    text = await resp.text()
-                    if not text:
+                    raw = await resp.read()
+                    if not raw:
                         return None
                     try:
-                        return jsonlib.loads(text)
+                        return loads(raw)
                     except ValueError:
-                        return text
+                        return raw.decode(resp.get_encoding(), errors="replace")
             except RateLimited as e:
                 if attempt + 1 >= MAX_ATTEMPTS:
                     raise

@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import MultipartWriter
 
 from .. import __version__
+from ..fastjson import dumpb
 from . import files
 from .auth import (
     LATEST_API_VERSION,
@@ -109,6 +110,16 @@ async def read_params(request: web.Request) -> dict[str, Any]:
                 raise InvalidAPIParameters("The request body must be a JSON object.")
             params.update(body)
     return params
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    """A JSON response encoded with orjson (execute results carry megabytes of output)."""
+    return web.Response(body=dumpb(data), status=status, content_type="application/json")
+
+
+async def send_json(ws: web.WebSocketResponse, data: Any) -> None:
+    """A JSON text frame, encoded once with orjson (``send_json`` would encode twice)."""
+    await ws.send_frame(dumpb(data), WSMsgType.TEXT)
 
 
 def opt_str(params: dict, *keys: str, default: str | None = None, max_len: int = 1 << 20) -> str | None:
@@ -304,7 +315,7 @@ class EmbeddedServer:
     async def _on_shutdown(self, app: web.Application) -> None:
         for ws in list(self._websockets):
             with contextlib.suppress(Exception):
-                await ws.send_json({"status": "server-restarting", "msg": "The server is shutting down."})
+                await send_json(ws, {"status": "server-restarting", "msg": "The server is shutting down."})
                 await ws.close()
 
     async def _on_cleanup(self, app: web.Application) -> None:
@@ -386,11 +397,11 @@ class EmbeddedServer:
     # -- misc ------------------------------------------------------------------------------------
     @public
     async def hello(self, request: web.Request) -> web.Response:
-        return web.json_response({"version": LATEST_API_VERSION, "manager": __version__})
+        return json_response({"version": LATEST_API_VERSION, "manager": __version__})
 
     async def auth_test(self, request: web.Request) -> web.Response:
         params = await read_params(request)
-        return web.json_response({"authorized": "yes", "echo": params.get("echo")})
+        return json_response({"authorized": "yes", "echo": params.get("echo")})
 
     # -- sessions --------------------------------------------------------------------------------
     def session(self, request: web.Request) -> ComputeSession:
@@ -439,7 +450,7 @@ class EmbeddedServer:
         }
         if not created:
             body["servicePorts"] = []
-        return web.json_response(body, status=201 if created else 200)
+        return json_response(body, status=201 if created else 200)
 
     def _resolve_mounts(self, key: str, mounts: list[str], mount_map: dict) -> dict[str, VFolder]:
         """Mount point (relative to the work dir) → folder, for ``name``/``name:alias`` items."""
@@ -482,15 +493,15 @@ class EmbeddedServer:
             for s in self.sessions.list(owner(request))
             if str(s.id).startswith(prefix) or s.name.startswith(prefix)
         ]
-        return web.json_response({"matches": matches})
+        return json_response({"matches": matches})
 
     async def get_info(self, request: web.Request) -> web.Response:
-        return web.json_response(self.session(request).info())
+        return json_response(self.session(request).info())
 
     async def destroy(self, request: web.Request) -> web.Response:
         session = self.session(request)
         await self.sessions.destroy(session)
-        return web.json_response({"stats": {"status": "terminated"}})
+        return json_response({"stats": {"status": "terminated"}})
 
     async def restart(self, request: web.Request) -> web.Response:
         await self.session(request).restart()
@@ -504,7 +515,7 @@ class EmbeddedServer:
         session = self.session(request)
         params = await read_params(request)
         result = await self._complete(session, params)
-        return web.json_response({"result": result, "completions": result["completions"]})
+        return json_response({"result": result, "completions": result["completions"]})
 
     async def _complete(self, session: ComputeSession, params: dict) -> dict:
         code = kernel_text(opt_str(params, "code", default=""), "code")
@@ -526,12 +537,12 @@ class EmbeddedServer:
         if not isinstance(mode, str) or mode not in EXECUTE_MODES:
             raise InvalidAPIParameters("mode has an invalid value.")
         if mode == "complete":
-            return web.json_response({"result": await self._complete(session, params)})
+            return json_response({"result": await self._complete(session, params)})
         run_id = validate_run_id(params.get("run_id") or params.get("runId"))
         code = opt_str(params, "code", default="")
         run = self._start_or_continue(session, mode, code, run_id, opt_dict(params, "options"))
         result = await run.collect(self.settings.flush_timeout)
-        return web.json_response({"result": result.as_dict()})
+        return json_response({"result": result.as_dict()})
 
     def _start_or_continue(
         self, session: ComputeSession, mode: str, code: str, run_id: str | None, options: dict
@@ -574,7 +585,7 @@ class EmbeddedServer:
                     session, mode, opt_str(params, "code", default=""), None, opt_dict(params, "options")
                 )
             except (APIError, ValueError, RecursionError, asyncio.TimeoutError) as e:
-                await ws.send_json({"status": "error", "msg": f"Invalid API parameters: {e}"})
+                await send_json(ws, {"status": "error", "msg": f"Invalid API parameters: {e}"})
                 return ws
 
             async def read_inputs():
@@ -587,7 +598,7 @@ class EmbeddedServer:
             while True:
                 result = await run.collect(self.settings.stream_flush_timeout)
                 if result.console or result.status != "continued":
-                    await ws.send_json(result.as_dict(with_run_id=False))
+                    await send_json(ws, result.as_dict(with_run_id=False))
                 if result.status in TERMINAL:
                     break
                 if reader.done():  # the client went away: stop its run
@@ -602,7 +613,7 @@ class EmbeddedServer:
                         session.send_input(run, text)
         except APIError as e:
             with contextlib.suppress(Exception):
-                await ws.send_json({"status": "error", "msg": f"BackendError: {e}"})
+                await send_json(ws, {"status": "error", "msg": f"BackendError: {e}"})
         finally:
             if reader is not None:
                 reader.cancel()
@@ -621,7 +632,7 @@ class EmbeddedServer:
         return None
 
     async def logs(self, request: web.Request) -> web.Response:
-        return web.json_response({"result": {"logs": self.session(request).logs()}})
+        return json_response({"result": {"logs": self.session(request).logs()}})
 
     async def upload(self, request: web.Request) -> web.Response:
         session = self.session(request)
@@ -660,9 +671,9 @@ class EmbeddedServer:
         path = opt_str(params, "path", default=".")
         directory = files.confined(session.workdir, path, extra_roots=session.mount_roots(), must_exist=True)
         if not directory.is_dir():
-            return web.json_response({"files": "[]", "errors": f"{path}: not a directory", "abspath": path})
+            return json_response({"files": "[]", "errors": f"{path}: not a directory", "abspath": path})
         entries = files.listing(directory)
-        return web.json_response({"files": files.files_json(entries), "errors": "", "abspath": path})
+        return json_response({"files": files.files_json(entries), "errors": "", "abspath": path})
 
     # -- vfolders --------------------------------------------------------------------------------
     def folder(self, request: web.Request) -> VFolder:
@@ -677,24 +688,24 @@ class EmbeddedServer:
             usage_mode=opt_str(params, "usage_mode", "usageMode", default="general"),
             cloneable=opt_bool(params, "cloneable", False),
         )
-        return web.json_response(folder.summary(self.vfolders.path(folder)), status=201)
+        return json_response(folder.summary(self.vfolders.path(folder)), status=201)
 
     async def vf_list(self, request: web.Request) -> web.Response:
-        return web.json_response([
+        return json_response([
             f.summary(self.vfolders.path(f)) for f in self.vfolders.list(owner(request))
         ])
 
     async def vf_id(self, request: web.Request) -> web.Response:
         params = await read_params(request)
         folder = self.vfolders.get(owner(request), req_str(params, "name"))
-        return web.json_response({"id": folder.id})
+        return json_response({"id": folder.id})
 
     async def vf_info(self, request: web.Request) -> web.Response:
         folder = self.folder(request)
         num_files, used = await asyncio.to_thread(self.vfolders.usage, folder)
         info = folder.summary(self.vfolders.path(folder))
         info.update(numFiles=num_files, num_files=num_files, used_bytes=used, last_used=None)
-        return web.json_response(info)
+        return json_response(info)
 
     async def vf_delete(self, request: web.Request) -> web.Response:
         self.vfolders.delete(self.folder(request))
@@ -706,10 +717,10 @@ class EmbeddedServer:
         return no_content()
 
     async def vf_hosts(self, request: web.Request) -> web.Response:
-        return web.json_response({"default": "local", "allowed": ["local"]})
+        return json_response({"default": "local", "allowed": ["local"]})
 
     async def vf_allowed_types(self, request: web.Request) -> web.Response:
-        return web.json_response(["user"])
+        return json_response(["user"])
 
     async def vf_mkdir(self, request: web.Request) -> web.Response:
         folder = self.folder(request)
@@ -731,7 +742,7 @@ class EmbeddedServer:
                 failed.append({"item": path, "msg": e.strerror or str(e)})
         if failed and len(paths) == 1:
             raise VFolderOperationFailed(f"mkdir {paths[0]!r} failed: {failed[0]['msg']}")
-        return web.json_response({"results": {"success": success, "failed": failed}}, status=201)
+        return json_response({"results": {"success": success, "failed": failed}}, status=201)
 
     async def vf_upload(self, request: web.Request) -> web.Response:
         folder = self.folder(request)
@@ -781,7 +792,7 @@ class EmbeddedServer:
         os.close(files.open_new(partial))  # never through a planted symlink
         if size == 0:  # tus clients send nothing for an empty file
             partial.replace(target)
-        return web.json_response(self._issue_token(request, "upload", folder, path, size))
+        return json_response(self._issue_token(request, "upload", folder, path, size))
 
     async def vf_request_download(self, request: web.Request) -> web.Response:
         folder = self.folder(request)
@@ -790,7 +801,7 @@ class EmbeddedServer:
         target = files.confined(self.vfolders.path(folder), path, allow_work_prefix=False, must_exist=True)
         if not target.is_file():
             raise InvalidAPIParameters(f"{path!r} is not a file (archive downloads are not supported).")
-        return web.json_response(self._issue_token(request, "download", folder, path, target.stat().st_size))
+        return json_response(self._issue_token(request, "download", folder, path, target.stat().st_size))
 
     async def vf_files(self, request: web.Request) -> web.Response:
         folder = self.folder(request)
@@ -800,7 +811,7 @@ class EmbeddedServer:
         if not directory.is_dir():
             raise InvalidAPIParameters(f"{path!r} is not a directory.")
         entries = files.listing(directory)
-        return web.json_response({
+        return json_response({
             "items": files.items(entries), "files": files.files_json(entries), "folder_path": path,
         })
 
@@ -820,7 +831,7 @@ class EmbeddedServer:
                 await asyncio.to_thread(shutil.rmtree, target)
             else:
                 target.unlink()
-        return web.json_response({})
+        return json_response({})
 
     # -- token transfers (the "storage proxy") ---------------------------------------------------
     def _token(self, request: web.Request, kind: str) -> tuple[TransferToken, Path]:

@@ -16,6 +16,8 @@ import tempfile
 from collections import deque
 from typing import Any
 
+from ..fastjson import dumps, loads
+
 Record = list  # [type, data]
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
@@ -112,7 +114,7 @@ class RecordBuffer:
         if self._spill is None:
             self._spill = tempfile.TemporaryFile("w+", encoding="utf-8")
         self._spill.seek(self._spill_write)
-        self._spill.write(json.dumps(list(item) if isinstance(item, tuple) else item) + "\n")
+        self._spill.write(dumps(list(item) if isinstance(item, tuple) else item) + "\n")
         self._spill_write = self._spill.tell()
 
     def _pop_spill(self):
@@ -123,7 +125,7 @@ class RecordBuffer:
             self._spill.close()
             self._spill = None
             self._spill_read = self._spill_write = 0
-        item = json.loads(line)
+        item = loads(line)
         return tuple(item) if item and item[0] == "status" else item
 
     def _peek(self):

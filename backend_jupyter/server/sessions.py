@@ -54,6 +54,12 @@ for _stream in (_sys.stdout, _sys.stderr):
         _stream.flush_interval = 0.02
 del _sys, _stream
 """
+# The session's IPython profile: input history in memory (``%history``, ``In``, ``_i`` work for the
+# session's life) instead of a SQLite file committed after every cell, which cost as much CPU per
+# trivial cell as running it.
+PROFILE_CONFIG = """\
+c.HistoryManager.hist_file = ":memory:"
+"""
 LOST_IDLE_GRACE = 1.0
 
 
@@ -309,9 +315,10 @@ class ComputeSession:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        startup = self.root / "ipython" / "profile_default" / "startup"
-        startup.mkdir(parents=True, exist_ok=True)
-        (startup / "00-backend-jupyter.py").write_text(STARTUP_SCRIPT)
+        profile = self.root / "ipython" / "profile_default"
+        (profile / "startup").mkdir(parents=True, exist_ok=True)
+        (profile / "startup" / "00-backend-jupyter.py").write_text(STARTUP_SCRIPT)
+        (profile / "ipython_config.py").write_text(PROFILE_CONFIG)
         for point, folder in self.spec.mounts.items():
             link = self.workdir / point
             link.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ What ``up`` does, from nothing (every wait is bounded; every PID it starts goes 
 3. Starts PostgreSQL 15, Redis 7 and etcd 3.4 on 127.0.0.1 with private data directories under the
    stack directory (not the system services).
 4. Uses the manager's own CLI: ``mgr etcd put``/``put-json`` (its etcd config), ``mgr schema oneshot``,
-   ``mgr fixture populate`` of Backend.AI's halfstack fixtures (shared/reference/backend.ai-halfstack),
+   ``mgr fixture populate`` of Backend.AI's halfstack fixtures (halfstack/, see its README),
    ``mgr permissions emit`` → populate → ``mgr permissions provision`` (roles).
 5. Registers the session image (no registry is reachable) directly in the database, with its alias
    ``python``, and adds it to the permission graph.
@@ -214,12 +214,13 @@ def privileged() -> list[str] | None:
 
 
 def halfstack_dir() -> Path:
-    candidates = [os.environ.get("BJ_HALFSTACK_DIR"), REPO.parent / "shared/reference/backend.ai-halfstack",
-                  REPO / "shared/reference/backend.ai-halfstack", Path("/work/shared/reference/backend.ai-halfstack")]
+    """Backend.AI's halfstack data (its SOURCE.txt says from where), kept next to this file so that a
+    clean clone has it; ``BJ_HALFSTACK_DIR`` points elsewhere."""
+    candidates = [os.environ.get("BJ_HALFSTACK_DIR"), HERE / "halfstack"]
     for c in candidates:
         if c and (Path(c) / "fixtures/manager/example-keypairs.json").exists():
             return Path(c)
-    raise StackUnavailable("the Backend.AI halfstack fixtures (shared/reference/backend.ai-halfstack) are missing")
+    raise StackUnavailable(f"the Backend.AI halfstack fixtures are missing (looked in {', '.join(map(str, filter(None, candidates)))})")
 
 
 def find_python313() -> str | None:
