@@ -41,6 +41,7 @@ TERMINAL = frozenset({"finished", "exec-timeout"})
 STEPS = frozenset({"clean-finished", "build-finished"})
 DRAIN_SECONDS = 10.0
 PROBE_TIMEOUT = 10.0  # after a run broke off: how long the session may take to answer ``pass``
+REPROBE_TIMEOUT = 5.0  # before each later run, while the session did not answer
 
 
 class RunLost(BackendError):

@@ -51,6 +51,7 @@ from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
     PROBE_TIMEOUT,
+    REPROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
@@ -73,7 +74,6 @@ STREAM_FLUSH_BYTES = 64 * 1024
 INTERRUPT_GRACE = 5.0
 STDIN_POLL = 0.02
 INSPECT_MARKER = "\x1eBACKEND_JUPYTER_INSPECT\x1e"
-REPROBE_TIMEOUT = 5.0  # before each later cell, while the session did not answer
 
 
 @dataclass

@@ -42,11 +42,13 @@ from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
     PROBE_TIMEOUT,
+    REPROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
     Output,
     RunFailed,
+    SessionUnresponsive,
     StepFinished,
     TracebackHold,
     broke_off,
@@ -136,6 +138,7 @@ class Entry:
     session: ComputeSession
     owned: bool  # created by this extension: destroyed at exit unless keep
     keep: bool = False
+    stuck: bool = False  # stopped answering after a run broke off: runs are refused until replaced
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -218,8 +221,8 @@ class BackendMagics(Magics):
         self.sessions[name] = Entry(session, owned=session.created, keep=keep)
         return session
 
-    def _owned(self, session: ComputeSession) -> bool:
-        return any(entry.session is session and entry.owned for entry in self.sessions.values())
+    def _entry(self, session: ComputeSession) -> Entry | None:
+        return next((entry for entry in self.sessions.values() if entry.session is session), None)
 
     def close(self) -> None:
         """At exit: destroy the sessions we created (unless --keep), close the client."""
@@ -248,6 +251,13 @@ class BackendMagics(Magics):
     def stream(self, session: ComputeSession, code: str, *, mode: str = "query", options=None,
                show: bool = True) -> tuple[Any, str]:
         """Run and relay events on this (the main) thread; returns (outcome, captured stdout)."""
+        entry = self._entry(session)
+        if entry is not None and entry.stuck:
+            if self.runner.run(probe(session, REPROBE_TIMEOUT), REPROBE_TIMEOUT + 5) == "unresponsive":
+                raise UsageError(str(SessionUnresponsive(
+                    f"The Backend.AI session {session.name} still does not answer, so this cell was not sent",
+                    hint=f"replace it with %backend_session restart {session.name}")))
+            entry.stuck = False
         events: queue.Queue = queue.Queue()
 
         async def produce():
@@ -311,8 +321,11 @@ class BackendMagics(Magics):
             state = self.runner.run(probe(session, PROBE_TIMEOUT), PROBE_TIMEOUT + 5)
             outcome.session_gone = outcome.session_gone or state == "gone"
             if state == "unresponsive":
+                owned = entry is not None and entry.owned
+                if entry is not None:
+                    entry.stuck = True
                 sys.stderr.write(stuck_note(session.name, f"Replace it with %backend_session restart {session.name}"
-                                            if self._owned(session) else "Ask its owner to restart it."))
+                                            if owned else "Ask its owner to restart it."))
         if outcome.session_gone:
             self.sessions = {k: v for k, v in self.sessions.items() if v.session is not session}
         if interrupted and not outcome.ok:
@@ -516,7 +529,8 @@ class BackendMagics(Magics):
             return None
         if command == "restart":
             session = self.session(name, create=False)
-            if self.call(session.reset(replace=self._owned(session))):
+            entry = self._entry(session)
+            if self.call(session.reset(replace=entry is not None and entry.owned)):
                 del self.sessions[name]
                 print(f"This manager cannot restart sessions, so {name} was destroyed; the next run starts a "
                       "fresh session under that name (its variables and files are gone).")

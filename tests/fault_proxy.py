@@ -47,7 +47,7 @@ class FaultProxy:
             self._http = aiohttp.ClientSession(auto_decompress=False)
             app = web.Application(client_max_size=64 * 1024 * 1024)
             app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app)
+            self._runner = web.AppRunner(app, shutdown_timeout=1.0)  # stalled requests must not hold up stop()
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await site.start()

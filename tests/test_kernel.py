@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.fault_proxy import FaultProxy
 from tests.kernel_driver import KernelDriver
 
 
@@ -164,6 +165,37 @@ def test_restart_resets_state_keeps_files_and_session(server, kernel_env):
         assert sorted(sessions_of(server)) == sorted(before)  # no second session
     finally:
         driver.shutdown()
+
+
+def test_stuck_session_is_reported_refused_then_replaced_by_restart(server, kernel_env):
+    """What a 26.09 manager does after an HTML display, played by a proxy: a 500 in the middle of a
+    run, then no answer at all.  The cell says the session is stuck, the next cell is refused at once
+    (not sent into the void), and a restart replaces the session with a fresh one."""
+    proxy = FaultProxy(server.endpoint).start()
+    driver = KernelDriver({**kernel_env, "BACKEND_ENDPOINT": proxy.endpoint},
+                          extra_arguments=["--BackendKernel.transport=poll"])
+    try:
+        assert driver.execute("state = 1\nprint('ready')").stream() == "ready\n"
+        proxy.inject(1, status=500, match="POST /session/", skip=1)  # the run's first continue fails
+        proxy.inject(100, delay=60, match="POST /session/", skip=1)  # then executes get no answer
+        failed = driver.execute("import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b')", timeout=60)
+        assert failed.status == "error" and failed.reply["content"]["ename"] == "ServerError"
+        assert "has not answered for 10 s since this error: it is stuck. Restart the kernel" in failed.stream("stderr")
+
+        started = time.monotonic()
+        refused = driver.execute("print('never sent')", timeout=30)
+        assert refused.status == "error" and refused.reply["content"]["ename"] == "SessionUnresponsive"
+        assert "still does not answer, so this cell was not sent" in refused.reply["content"]["evalue"]
+        assert time.monotonic() - started < 10
+        assert not any(body and body.get("code") == "print('never sent')" for _, _, body in proxy.seen)
+
+        proxy.faults.clear()
+        driver.shutdown(restart=True)
+        fresh = driver.execute("print('state' in dir())")
+        assert fresh.status == "ok" and fresh.stream() == "False\n"
+    finally:
+        driver.shutdown()
+        proxy.stop()
 
 
 def test_shutdown_destroys_the_session(server, kernel_env):

@@ -37,6 +37,7 @@ from backend_jupyter.config import Config
 from backend_jupyter.display import strip_ansi
 from backend_jupyter.execution import (
     PROBE_TIMEOUT,
+    REPROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
@@ -45,7 +46,6 @@ from backend_jupyter.execution import (
     probe,
     run_cell,
 )
-from backend_jupyter.kernel import REPROBE_TIMEOUT
 from tests.manager.stack import API_VERSION, VERSION, StackInfo
 from tests.signed_http import SignedClient
 
@@ -728,6 +728,11 @@ def test_magics_end_to_end(manager_stack, tmp_path):
         assert "closed before it finished" in html.reply["content"]["evalue"] or "500" in html.reply["content"]["evalue"]
         stuck = re.search(r"has not answered for 10 s .* Replace it with %backend_session restart (\S+)", html.stream("stderr"))
         assert stuck, html.messages
+        started = time.monotonic()
+        refused = ipy.execute(f"%%backend_run --image {image}\nprint('lost')", timeout=30)
+        assert refused.status == "error" and "still does not answer" in refused.reply["content"]["evalue"]
+        assert "%backend_session restart" in refused.reply["content"]["evalue"]
+        assert time.monotonic() - started < REPROBE_TIMEOUT + 5
         replaced = ipy.execute(f"%backend_session restart {stuck.group(1)}", timeout=30)
         assert "cannot restart sessions" in replaced.stream() and "fresh session" in replaced.stream()
         again = ipy.execute(f"%%backend_run --image {image}\nprint('fresh')", timeout=CREATE_TIMEOUT)
