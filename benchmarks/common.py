@@ -175,6 +175,8 @@ WRAPPER_POLL = KernelKind("wrapper_poll", "wrapper, poll", "backend-python", "po
 WRAPPER_WS = KernelKind("wrapper_ws", "wrapper, ws", "backend-python", "ws")
 WRAPPER_AUTO = KernelKind("wrapper_auto", "wrapper, auto", "backend-python", "auto")
 KINDS = (LOCAL, WRAPPER_POLL, WRAPPER_WS)
+# Trivial cell only, as a diagnostic: what ipykernel's messaging costs any wrapper (noop_kernel.py).
+NOOP = KernelKind("noop", "no-op wrapper kernel (diagnostic: ipykernel's own cost)", "bj-bench-noop")
 
 
 @dataclass

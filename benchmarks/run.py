@@ -33,9 +33,18 @@ if __package__ in (None, ""):  # run as a script: import the suite as the ``benc
     _here = Path(__file__).resolve().parent
     sys.path[:] = [str(_here.parent), *(p for p in sys.path if p != str(_here))]
 
-from benchmarks import clients, concurrency, latency, output, sessions, soak
+from benchmarks import (
+    clients,
+    concurrency,
+    latency,
+    noop_kernel,
+    output,
+    sessions,
+    soak,
+)
 from benchmarks.common import (
     KINDS,
+    NOOP,
     READY_TIMEOUT,
     Row,
     Server,
@@ -129,14 +138,24 @@ class Suite:
             self.results[name] = result
 
     def kernel_groups(self, server: Server, workdir: Path) -> None:
-        """Groups 1-4 on the three kernels (local, wrapper poll, wrapper ws), alive side by side."""
+        """Groups 1-4 on the three kernels (local, wrapper poll, wrapper ws), alive side by side;
+        group 1 also on the no-op wrapper kernel (a diagnostic floor)."""
         with contextlib.ExitStack() as stack:
             drivers = {}
             for kind in KINDS:
                 drivers[kind.key] = driver = start_kernel(kind, server, workdir)
                 stack.callback(driver.shutdown)
                 driver.start()
-            parallel(lambda d: d.wait_ready(READY_TIMEOUT), drivers.values(), READY_TIMEOUT + 10)
+            noop = None
+            if "trivial" in self.groups:
+                os.environ["JUPYTER_PATH"] = os.pathsep.join(
+                    filter(None, [str(workdir / "jupyter"), os.environ.get("JUPYTER_PATH")]))
+                noop_kernel.install(workdir / "jupyter")
+                noop = start_kernel(NOOP, None, workdir)
+                stack.callback(noop.shutdown)
+                noop.start()
+            parallel(lambda d: d.wait_ready(READY_TIMEOUT), [*drivers.values(), *filter(None, [noop])],
+                     READY_TIMEOUT + 10)
             probes = {}
             for kind in KINDS:
                 driver = drivers[kind.key]
@@ -145,7 +164,7 @@ class Suite:
                 probes[kind.key] = (wrapper_probes(driver, server, session_kernels) if kind.wrapper
                                     else {"kernel": lambda d=driver: [d.process]})
             plan = {
-                "trivial": lambda: latency.trivial(drivers, self.s.trivial_n),
+                "trivial": lambda: latency.trivial({**drivers, NOOP.key: noop}, self.s.trivial_n),
                 "first_output": lambda: latency.first_output(drivers, self.s.ttfo_runs, self.s.ttfo_warmup),
                 "throughput": lambda: output.throughput(drivers, probes, self.s.throughput_runs),
                 "display": lambda: output.png_display(drivers, self.s.png_runs),
@@ -160,7 +179,7 @@ class Suite:
         return text
 
     def rows(self) -> list[Row]:
-        r, labels = self.results, {k.key: k.label for k in KINDS}
+        r, labels = self.results, {k.key: k.label for k in (*KINDS, NOOP)}
         local_trivial = r.get("trivial", {}).get("local", {}).get("p50_ms")
         builders = [
             ("trivial", lambda x: latency.trivial_rows(x, labels)),

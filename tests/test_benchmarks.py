@@ -30,6 +30,7 @@ def test_quick_suite(tmp_path):
     assert set(r) == {"trivial", "first_output", "throughput", "display", "session_create", "concurrency", "soak",
                       "clients"}
 
+    sane_latency(r["trivial"]["noop"], settings["trivial_n"], 5000)  # the no-op wrapper's diagnostic row
     for kernel in KERNELS:
         sane_latency(r["trivial"][kernel], settings["trivial_n"], 5000)
         for variant in ("print", "print_flush"):  # 'a' comes before the 1 s sleep

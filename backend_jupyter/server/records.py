@@ -16,7 +16,7 @@ import tempfile
 from collections import deque
 from typing import Any
 
-from ..fastjson import dumps, loads
+from ..fastjson import dumpb, loads
 
 Record = list  # [type, data]
 
@@ -82,7 +82,7 @@ class RecordBuffer:
         self.memory_budget = memory_budget
         self._head: deque = deque()  # in memory, oldest first
         self._head_cost = 0
-        self._spill: Any = None  # temp file with JSON lines, used once the head is full
+        self._spill: Any = None  # temp file of JSON lines (binary), used once the head is full
         self._spill_read = 0
         self._spill_write = 0
 
@@ -112,9 +112,9 @@ class RecordBuffer:
 
     def _write_spill(self, item) -> None:
         if self._spill is None:
-            self._spill = tempfile.TemporaryFile("w+", encoding="utf-8")
+            self._spill = tempfile.TemporaryFile("w+b")  # binary: tell() on a text file is slow
         self._spill.seek(self._spill_write)
-        self._spill.write(dumps(list(item) if isinstance(item, tuple) else item) + "\n")
+        self._spill.write(dumpb(list(item) if isinstance(item, tuple) else item) + b"\n")
         self._spill_write = self._spill.tell()
 
     def _pop_spill(self):

@@ -175,6 +175,10 @@ def test_hello_is_unsigned_and_says_server_backendai(manager_stack):
 # -- session life cycle -------------------------------------------------------------------------
 
 def test_create_reuse_and_destroy(manager_stack):
+    """Create, create again (same name, the image's alias: reused), destroy.  Observed difference:
+    after DELETE the session stays TERMINATING for a few seconds (GET still 200, DELETE again 200
+    ``{"stats": {}}``), then every call is 404 ``session_read_not-found``.  ``exists()`` says False
+    from the DELETE on, and ``wait_gone()`` waits for the 404."""
     async def go():
         async with APIClient(config(manager_stack)) as api:
             name = unique("life")
@@ -185,8 +189,17 @@ def test_create_reuse_and_destroy(manager_stack):
             again = await ComputeSession.get_or_create(api, manager_stack.image_alias, name=name)
             info = await first.info()
             destroyed = await first.destroy()
-            return name, first, again, info, destroyed, create_seconds
-    name, first, again, info, destroyed, create_seconds = arun(go())
+            right_after = (await first.info())["status"]
+            exists_after = await first.exists()
+            second = await first.destroy()
+            assert await first.wait_gone(TERMINATE_TIMEOUT)
+            with pytest.raises(SessionNotFound) as gone:
+                await first.info()
+            with pytest.raises(SessionNotFound):
+                await first.destroy()
+            return (name, first, again, info, destroyed, create_seconds, right_after, exists_after, second,
+                    gone.value)
+    name, first, again, info, destroyed, create_seconds, right_after, exists_after, second, gone = arun(go())
     assert first.created and first.status == "RUNNING" and uuid.UUID(first.id)
     assert create_seconds < CREATE_TIMEOUT
     # Same name, the alias of the same image: the running session is reused.
@@ -194,27 +207,6 @@ def test_create_reuse_and_destroy(manager_stack):
     assert info["image"] == manager_stack.image and info["status"] == "RUNNING"
     assert info["groupId"] == "2de2b969-1d04-48a6-af16-0bc8adb3c831"
     assert destroyed == {"stats": {"status": "terminated"}}
-    wait_terminated(manager_stack, name)
-
-
-def test_destroy_is_asynchronous_then_404(manager_stack):
-    """Observed difference: after DELETE the session stays TERMINATING for a few seconds (GET still
-    200, DELETE again 200 ``{"stats": {}}``); then every call is 404 ``session_read_not-found``.
-    ``exists()`` says False from the DELETE on, and ``wait_gone()`` waits for the 404."""
-    async def go():
-        async with APIClient(config(manager_stack)) as api:
-            s = await new_session(manager_stack, api, "async-destroy")
-            await s.destroy()
-            right_after = (await s.info())["status"]
-            exists_after = await s.exists()
-            second = await s.destroy()
-            assert await s.wait_gone(TERMINATE_TIMEOUT)
-            with pytest.raises(SessionNotFound) as gone:
-                await s.info()
-            with pytest.raises(SessionNotFound):
-                await s.destroy()
-            return s.name, right_after, exists_after, second, gone.value
-    name, right_after, exists_after, second, gone = arun(go())
     assert right_after in ("TERMINATING", "TERMINATED") and exists_after is False
     assert second in ({"stats": {}}, {"stats": {"status": "terminated"}})
     assert gone.status == 404 and gone.error_code == "session_read_not-found"
@@ -594,21 +586,15 @@ def test_kernel_end_to_end(manager_stack):
     wait_terminated(manager_stack, name)  # shutdown destroyed the session on the manager
 
 
-def test_kernel_image_from_extra_arguments(manager_stack):
+def test_kernel_image_from_extra_arguments_and_interrupt(manager_stack):
+    """The image from extra arguments (after the kernelspec's own ``--BackendKernel.image``: the
+    last one wins), then the stop button in the middle of a streaming cell."""
     driver = start_kernel(manager_stack, extra_arguments=[f"--BackendKernel.image={manager_stack.image}"])
     name = kernel_session_name(driver)
     try:
         assert driver.execute("print(1)", timeout=CREATE_TIMEOUT + 30).stream() == "1\n"
-    finally:
-        driver.shutdown()
-    wait_terminated(manager_stack, name)
-
-
-def test_kernel_interrupt(manager_stack):
-    driver = start_kernel(manager_stack)
-    name = kernel_session_name(driver)
-    try:
-        assert driver.execute("pass", timeout=CREATE_TIMEOUT + 30).status == "ok"
+        assert manager_stack.psql(f"SELECT image FROM sessions WHERE name = '{name}' AND status = 'RUNNING'") == [
+            [manager_stack.image]]
         started = time.monotonic()
         sent = []
 
