@@ -593,8 +593,8 @@ def test_kernel_image_from_extra_arguments_and_interrupt(manager_stack):
     name = kernel_session_name(driver)
     try:
         assert driver.execute("print(1)", timeout=CREATE_TIMEOUT + 30).stream() == "1\n"
-        assert manager_stack.psql(f"SELECT image FROM sessions WHERE name = '{name}' AND status = 'RUNNING'") == [
-            [manager_stack.image]]
+        images = manager_stack.psql(f"SELECT images FROM sessions WHERE name = '{name}' AND status = 'RUNNING'")
+        assert images == [[f"{{{manager_stack.image}}}"]], images  # a PostgreSQL array of one
         started = time.monotonic()
         sent = []
 
