@@ -150,6 +150,17 @@ def test_completion_is_complete_and_inspect(kernel):
         assert kernel.execute("print('clean')").stream() == "clean\n"
 
 
+def test_session_input_history_lives_in_memory(server, kernel):
+    """The embedded server's sessions keep IPython's input history in memory (no SQLite commit per
+    cell): ``In`` and ``%history`` still work, and no history database is written."""
+    kernel.execute("marker_for_history = 41")
+    result = kernel.execute("print(In[-2])\n%history -l 2")
+    assert result.status == "ok"
+    assert result.stream().splitlines()[0] == "marker_for_history = 41"
+    assert "marker_for_history = 41" in result.stream().splitlines()[1:]
+    assert not list((server.data_dir / "sessions").glob("**/history.sqlite"))
+
+
 def test_empty_cell_does_not_touch_the_session(kernel):
     assert kernel.execute("   \n").status == "ok"
 
