@@ -61,6 +61,10 @@ class FaultProxy:
         async def shutdown():
             await self._http.close()
             await self._runner.cleanup()
+            stalled = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in stalled:  # requests still held by a delay fault
+                task.cancel()
+            await asyncio.gather(*stalled, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
