@@ -320,7 +320,8 @@ class APIClient:
             return await self.http.ws_connect(URL(ws_url, encoded=True), headers=headers, ssl=self.ssl,
                                               max_msg_size=64 * 1024 * 1024)
         except aiohttp.WSServerHandshakeError as e:
-            raise error_from_response(e.status, e.message or "", method="GET", path=path) from None
+            # aiohttp keeps no body of a refused handshake, only its own "Invalid response status".
+            raise error_from_response(e.status, "", method="GET", path=path) from None
         except aiohttp.ClientConnectorError as e:
             raise self._connection_error(e) from None
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as e:
