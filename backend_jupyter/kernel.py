@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import fnmatch
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +76,8 @@ STREAM_FLUSH_BYTES = 64 * 1024
 INTERRUPT_GRACE = 5.0
 STDIN_POLL = 0.02
 INSPECT_MARKER = "\x1eBACKEND_JUPYTER_INSPECT\x1e"
+HISTORY_LIMIT = 10_000  # inputs kept for history requests (a console's up-arrow, %history in it)
+HISTORY_SESSION = 1  # this kernel process's inputs; the remote interpreter's own history stays remote
 
 
 @dataclass
@@ -189,6 +193,7 @@ class BackendKernel(Kernel):
         self._restarting = False
         self._destroyed = False
         self._unresponsive = False  # the session stopped answering: only a restart helps
+        self._history: deque[tuple[int, str]] = deque(maxlen=HISTORY_LIMIT)  # (execution count, code)
         self._register_comms()
         atexit.register(self._destroy_at_exit)
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -280,6 +285,8 @@ class BackendKernel(Kernel):
                          *, cell_meta=None, cell_id=None):
         self._allow_stdin = allow_stdin
         self._shell_loop = asyncio.get_running_loop()
+        if store_history and not silent and code.strip():
+            self._history.append((self.execution_count, code))
         cell = Cell(asyncio.current_task())
         self._cell = cell
         sink = StreamBuffer(self, self.stream_flush_interval)
@@ -507,6 +514,29 @@ class BackendKernel(Kernel):
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         thread.join(12)
+
+    # -- history ----------------------------------------------------------------------------------
+    async def do_history(self, hist_access_type, output, raw, session=None, start=None, stop=None, n=None,
+                         pattern=None, unique=False):
+        """The inputs of this kernel process's stored cells: ``tail`` (the last ``n``), ``range``
+        (execution counts ``start`` to ``stop``, exclusive) and ``search`` (a glob ``pattern``)."""
+        entries = list(self._history)
+        if hist_access_type == "tail":
+            picked = entries[-n:] if n else entries
+        elif hist_access_type == "range":
+            first, last = start or 0, stop
+            picked = [] if session not in (None, 0, HISTORY_SESSION) else [
+                (count, code) for count, code in entries if count >= first and (last is None or count < last)]
+        elif hist_access_type == "search":
+            picked = [(count, code) for count, code in entries if fnmatch.fnmatchcase(code, pattern or "*")]
+            if unique:
+                last_of = {code: count for count, code in picked}
+                picked = [(count, code) for count, code in picked if last_of[code] == count]
+            picked = picked[-n:] if n else picked
+        else:
+            picked = []
+        return {"status": "ok", "history": [
+            (HISTORY_SESSION, count, (code, None) if output else code) for count, code in picked]}
 
     # -- completion, inspection, is_complete -------------------------------------------------------
     async def do_complete(self, code, cursor_pos):

@@ -161,6 +161,27 @@ def test_session_input_history_lives_in_memory(server, kernel):
     assert not list((server.data_dir / "sessions").glob("**/history.sqlite"))
 
 
+def test_history_requests_answer_with_this_kernels_inputs(kernel):
+    """A console's up-arrow and ``%history`` there ask the kernel: tail, range, search (glob)."""
+    codes = ["hist_a = 1", "hist_b = hist_a + 1", "hist_a = 1"]
+    for code in codes:
+        assert kernel.execute(code).status == "ok"
+    tail = kernel.request("history", hist_access_type="tail", n=3, output=False, raw=True)
+    assert tail["status"] == "ok" and [h[2] for h in tail["history"]] == codes
+    session, first = tail["history"][0][:2]
+    assert [h[1] for h in tail["history"]] == [first, first + 1, first + 2]
+
+    ranged = kernel.request("history", hist_access_type="range", session=session, start=first + 1, stop=first + 2,
+                            output=True, raw=True)
+    assert ranged["history"] == [[session, first + 1, [codes[1], None]]]
+
+    found = kernel.request("history", hist_access_type="search", pattern="hist_a*", output=False, raw=True)
+    assert [h[2] for h in found["history"]][-2:] == ["hist_a = 1", "hist_a = 1"]
+    unique = kernel.request("history", hist_access_type="search", pattern="hist_a*", unique=True, output=False,
+                            raw=True)
+    assert [h[2] for h in unique["history"]] == ["hist_a = 1"] and unique["history"][0][1] == first + 2
+
+
 def test_empty_cell_does_not_touch_the_session(kernel):
     assert kernel.execute("   \n").status == "ok"
 
