@@ -535,6 +535,8 @@ class BackendMagics(Magics):
                 print(f"This manager cannot restart sessions, so {name} was destroyed; the next run starts a "
                       "fresh session under that name (its variables and files are gone).")
             else:
+                if entry is not None:
+                    entry.stuck = False  # a restarted interpreter answers again
                 print(f"Restarted {name}: its state is reset, its files are kept.")
             return None
         if command == "destroy":
