@@ -286,7 +286,11 @@ def broke_off(failure: BackendError | None) -> bool:
 
 
 def stuck_note(name: str, remedy: str) -> str:
-    return f"The Backend.AI session {name} has not answered for {PROBE_TIMEOUT:.0f} s since this error: it is stuck. {remedy}\n"
+    """What a front-end says when :func:`probe` found the session ``unresponsive``.  It may also
+    just be busy: a real manager queues new runs behind one whose stream was lost."""
+    return (f"The Backend.AI session {name} has not answered for {PROBE_TIMEOUT:.0f} s since this error: it is "
+            f"stuck, or still busy with the run that broke off. Cells are not sent to it until it answers "
+            f"again. {remedy}\n")
 
 
 async def probe(session: ComputeSession, timeout: float) -> str:

@@ -335,7 +335,7 @@ class BackendKernel(Kernel):
                 outcome.session_gone = True
             elif state == "unresponsive":
                 self._unresponsive = True
-                sink.write("stderr", stuck_note(session.name, "Restart the kernel to replace it with a fresh session."))
+                sink.write("stderr", stuck_note(session.name, "To replace it with a fresh session, restart the kernel."))
                 sink.flush()
         if outcome.session_gone:
             self._session = None

@@ -324,8 +324,8 @@ class BackendMagics(Magics):
                 owned = entry is not None and entry.owned
                 if entry is not None:
                     entry.stuck = True
-                sys.stderr.write(stuck_note(session.name, f"Replace it with %backend_session restart {session.name}"
-                                            if owned else "Ask its owner to restart it."))
+                sys.stderr.write(stuck_note(session.name, f"To replace it, run: %backend_session restart {session.name}"
+                                            if owned else "If it stays so, ask its owner to restart it."))
         if outcome.session_gone:
             self.sessions = {k: v for k, v in self.sessions.items() if v.session is not session}
         if interrupted and not outcome.ok:

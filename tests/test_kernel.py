@@ -212,7 +212,8 @@ def test_stuck_session_is_reported_refused_then_replaced_by_restart(server, kern
         proxy.inject(100, delay=60, match="POST /session/", skip=1)  # then executes get no answer
         failed = driver.execute("import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b')", timeout=60)
         assert failed.status == "error" and failed.reply["content"]["ename"] == "ServerError"
-        assert "has not answered for 10 s since this error: it is stuck. Restart the kernel" in failed.stream("stderr")
+        assert "has not answered for 10 s since this error: it is stuck" in failed.stream("stderr")
+        assert "To replace it with a fresh session, restart the kernel." in failed.stream("stderr")
 
         started = time.monotonic()
         refused = driver.execute("print('never sent')", timeout=30)
