@@ -280,11 +280,6 @@ async def _abort_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse
 
 # -- is the session still answering? ---------------------------------------------------------------
 
-def broke_off(failure: BackendError | None) -> bool:
-    """Whether a run failed in a way that may have left its session stuck (worth a :func:`probe`)."""
-    return isinstance(failure, (ServerError, RunLost, RequestTimeout))
-
-
 def stuck_note(name: str, remedy: str) -> str:
     """What a front-end says when :func:`probe` found the session ``unresponsive``.  It may also
     just be busy: a real manager queues new runs behind one whose stream was lost."""
@@ -314,6 +309,23 @@ async def probe(session: ComputeSession, timeout: float) -> str:
             result = await asyncio.wait_for(session.execute("continue", "", result.get("runId")),
                                             max(0.1, deadline - loop.time()))
     return "ok"
+
+
+async def check_after(session: ComputeSession, failure: BackendError | None, *, interrupted: bool) -> str:
+    """After a run: :func:`probe` the session if the run broke off in a way that may have left it
+    stuck (a server error, a lost stream, no answer), else ``"ok"``."""
+    if interrupted or not isinstance(failure, (ServerError, RunLost, RequestTimeout)):
+        return "ok"
+    return await probe(session, PROBE_TIMEOUT)
+
+
+async def refusal(session: ComputeSession, *, hint: str | None = None) -> SessionUnresponsive | None:
+    """Before a run on a session that was found unresponsive: None if it answers again, else the
+    error to report instead of sending the code into the void."""
+    if await probe(session, REPROBE_TIMEOUT) != "unresponsive":
+        return None
+    return SessionUnresponsive(
+        f"The Backend.AI session {session.name} still does not answer, so this cell was not sent", hint=hint)
 
 
 # -- how a run ended, for front-ends --------------------------------------------------------------

@@ -25,10 +25,7 @@ def dumpb(obj: Any) -> bytes:
 
 def dumps(obj: Any) -> str:
     """``obj`` as a JSON string (the signature aiohttp's ``dumps=`` arguments expect)."""
-    try:
-        return orjson.dumps(obj).decode()
-    except TypeError:
-        return json.dumps(obj)
+    return dumpb(obj).decode()
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

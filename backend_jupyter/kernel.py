@@ -52,18 +52,15 @@ from .config import Config, ConfigError, parse_endpoints, parse_mounts
 from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
-    PROBE_TIMEOUT,
-    REPROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
     Output,
     RunFailed,
-    SessionUnresponsive,
     TracebackHold,
-    broke_off,
+    check_after,
     conclude,
-    probe,
+    refusal,
     run_cell,
     stuck_note,
 )
@@ -310,10 +307,9 @@ class BackendKernel(Kernel):
         if not code.strip():
             return self._ok_reply()
         if self._unresponsive and self._session is not None:
-            if await probe(self._session, REPROBE_TIMEOUT) == "unresponsive":
-                return self._error_reply("SessionUnresponsive", str(SessionUnresponsive(
-                    f"The Backend.AI session {self._session.name} still does not answer, so this cell was not sent"
-                )), silent)
+            refused = await refusal(self._session)
+            if refused is not None:
+                return self._error_reply(type(refused).__name__, str(refused), silent)
             self._unresponsive = False
         for attempt in (1, 2):
             session = await self.ensure_session()
@@ -329,14 +325,13 @@ class BackendKernel(Kernel):
         outcome = conclude(finished, failure, hold.release(), interrupted=cell.interrupted)
         sink.write("stderr", outcome.stderr)
         sink.flush()
-        if broke_off(failure) and not cell.interrupted:
-            state = await probe(session, PROBE_TIMEOUT)
-            if state == "gone":
-                outcome.session_gone = True
-            elif state == "unresponsive":
-                self._unresponsive = True
-                sink.write("stderr", stuck_note(session.name, "To replace it with a fresh session, restart the kernel."))
-                sink.flush()
+        state = await check_after(session, failure, interrupted=cell.interrupted)
+        if state == "gone":
+            outcome.session_gone = True
+        elif state == "unresponsive":
+            self._unresponsive = True
+            sink.write("stderr", stuck_note(session.name, "To replace it with a fresh session, restart the kernel."))
+            sink.flush()
         if outcome.session_gone:
             self._session = None
         if outcome.ok:
@@ -483,18 +478,12 @@ class BackendKernel(Kernel):
         session = self._session
         try:
             if self._unresponsive and self._owned:
-                replaced = await session.replace()
+                await session.replace()
             elif await session.reset(replace=self._owned):
                 log.info("this manager cannot restart sessions: %s was replaced by a fresh one", session.name)
-                replaced = True
-            else:
-                return
         except NotSupported:
             log.warning("session %s was attached by name and this manager cannot restart it: its state is kept",
                         session.name)
-            return
-        if not replaced:
-            log.warning("session %s is still terminating; the next kernel may attach to it", session.name)
 
     def _destroy_at_exit(self) -> None:
         """Exit paths we can see (SIGTERM, crash of the front-end, ...): don't leak our session."""

@@ -42,18 +42,16 @@ from .display import record_bundle
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
     PROBE_TIMEOUT,
-    REPROBE_TIMEOUT,
     Display,
     Finished,
     InputRequest,
     Output,
     RunFailed,
-    SessionUnresponsive,
     StepFinished,
     TracebackHold,
-    broke_off,
+    check_after,
     conclude,
-    probe,
+    refusal,
     run_cell,
     stuck_note,
 )
@@ -253,10 +251,10 @@ class BackendMagics(Magics):
         """Run and relay events on this (the main) thread; returns (outcome, captured stdout)."""
         entry = self._entry(session)
         if entry is not None and entry.stuck:
-            if self.runner.run(probe(session, REPROBE_TIMEOUT), REPROBE_TIMEOUT + 5) == "unresponsive":
-                raise UsageError(str(SessionUnresponsive(
-                    f"The Backend.AI session {session.name} still does not answer, so this cell was not sent",
-                    hint=f"replace it with %backend_session restart {session.name}")))
+            refused = self.runner.run(refusal(session, hint=f"replace it with %backend_session restart {session.name}"),
+                                      PROBE_TIMEOUT)
+            if refused is not None:
+                raise UsageError(str(refused))
             entry.stuck = False
         events: queue.Queue = queue.Queue()
 
@@ -317,15 +315,15 @@ class BackendMagics(Magics):
         outcome = conclude(finished, failure, hold.release(), interrupted=interrupted)
         if outcome.stderr:
             sys.stderr.write(outcome.stderr)
-        if broke_off(failure) and not interrupted:
-            state = self.runner.run(probe(session, PROBE_TIMEOUT), PROBE_TIMEOUT + 5)
-            outcome.session_gone = outcome.session_gone or state == "gone"
-            if state == "unresponsive":
-                owned = entry is not None and entry.owned
-                if entry is not None:
-                    entry.stuck = True
-                sys.stderr.write(stuck_note(session.name, f"To replace it, run: %backend_session restart {session.name}"
-                                            if owned else "If it stays so, ask its owner to restart it."))
+        state = ("ok" if failure is None  # (no hop to the client thread for a run that went well)
+                 else self.runner.run(check_after(session, failure, interrupted=interrupted), PROBE_TIMEOUT + 5))
+        outcome.session_gone = outcome.session_gone or state == "gone"
+        if state == "unresponsive":
+            owned = entry is not None and entry.owned
+            if entry is not None:
+                entry.stuck = True
+            sys.stderr.write(stuck_note(session.name, f"To replace it, run: %backend_session restart {session.name}"
+                                        if owned else "If it stays so, ask its owner to restart it."))
         if outcome.session_gone:
             self.sessions = {k: v for k, v in self.sessions.items() if v.session is not session}
         if interrupted and not outcome.ok:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,8 +53,11 @@ def mount_fields(client: APIClient, mounts: Iterable[Mount | str]) -> dict[str, 
 
 
 EXECUTE_READ_TIMEOUT = 120.0
+log = logging.getLogger("backend_jupyter.client")
+
 REPLACE_TIMEOUT = 10.0  # a destroyed session frees its name (26.09: ~3 s TERMINATING)
-ENDING = frozenset({"TERMINATING", "TERMINATED", "CANCELLED"})  # destroyed, still listed for a while
+ENDED = frozenset({"TERMINATED", "CANCELLED"})  # over, though a manager may still list it
+ENDING = ENDED | {"TERMINATING"}  # destroyed: on its way out
 QUERY_DOWNLOADS = (8, "20240315")  # from here on: POST /download?files=... (the 26.9 SDK does so)
 
 
@@ -166,12 +170,16 @@ class ComputeSession:
 
     async def replace(self, timeout: float = REPLACE_TIMEOUT) -> bool:
         """Destroy the session and wait until its name is free, so that creating a session under
-        the same name starts a fresh one; False if it was still terminating at ``timeout``."""
+        the same name starts a fresh one; False (and a warning) if it was still terminating at
+        ``timeout``."""
         try:
             await self.destroy()
         except SessionNotFound:
             return True
-        return await self.wait_gone(timeout)
+        if await self.wait_gone(timeout):
+            return True
+        log.warning("session %s is still terminating; a new session under its name may attach to it", self.name)
+        return False
 
     async def complete(self, code: str, cursor: int | None = None) -> dict[str, Any]:
         """Completions at ``cursor`` (default: the end of ``code``): ``{"completions": [...],
@@ -202,30 +210,30 @@ class ComputeSession:
         data = await self.client.request("GET", f"{self.path}/logs")
         return str(data.get("result", {}).get("logs", "")) if isinstance(data, dict) else str(data)
 
-    async def exists(self) -> bool:
-        """Whether the session is there and not on its way out (a manager keeps a destroyed
-        session ``TERMINATING`` for a few seconds before it answers 404)."""
+    async def _status(self) -> str | None:
+        """The session's status in upper case ("" if the server gives none); None once it is gone (404)."""
         try:
             info = await self.info()
         except SessionNotFound:
-            return False
-        return not (isinstance(info, dict) and str(info.get("status", "")).upper() in ENDING)
+            return None
+        return str(info.get("status", "")).upper() if isinstance(info, dict) else ""
+
+    async def exists(self) -> bool:
+        """Whether the session is there and not on its way out (a manager keeps a destroyed
+        session ``TERMINATING`` for a few seconds before it answers 404)."""
+        status = await self._status()
+        return status is not None and status not in ENDING
 
     async def wait_gone(self, timeout: float, interval: float = 0.3) -> bool:
         """Wait until a destroyed session has ended (404, or ``TERMINATED``), so that its name is
         free again; False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            try:
-                info = await self.info()
-            except SessionNotFound:
-                return True
-            if isinstance(info, dict) and str(info.get("status", "")).upper() in ("TERMINATED", "CANCELLED"):
-                return True
+        while (status := await self._status()) is not None and status not in ENDED:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(interval)
+        return True
 
     # -- files -----------------------------------------------------------------------------------
     async def upload(self, files: Sequence[str | os.PathLike], *, basedir: str | os.PathLike | None = None) -> list[str]:
