@@ -4,6 +4,9 @@
   other text types); raw SVG XML stays ``image/svg+xml``; ``application/x-sorna-drawing`` (JSON or
   base64-msgpack drawing commands from Backend.AI's Python kernel) is rendered to SVG.
 * ``html`` → ``text/html``; ``log`` → text.
+* ``media`` ``[OUTPUT_MIME, {...}]`` (from the remote display adapter, see remote.py) → the whole
+  output as a local IPython kernel sends it: ``execute_result``, ``display_data``,
+  ``update_display_data`` or ``clear_output``, with every type of its bundle.
 * Anything unknown is shown as text, never dropped.
 """
 
@@ -14,13 +17,67 @@ import binascii
 import json
 import re
 import struct
+from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .protocol import OUTPUT_MIME
+
 BINARY_IMAGES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
 DRAWING_MIME = "application/x-sorna-drawing"
 TEXT_PREVIEW = 2000
+
+
+@dataclass
+class RichOutput:
+    """One rich output as a Jupyter front-end shows it."""
+
+    output_type: str  # display_data | update_display_data | execute_result | clear_output
+    data: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    display_id: str | None = None
+    execution_count: int | None = None  # of the remote cell, for an execute_result
+    wait: bool = False  # for clear_output
+
+    def content(self, execution_count: int | None = None) -> dict[str, Any]:
+        """The IOPub message content (``execution_count``: the front-end's own, for a result)."""
+        if self.output_type == "clear_output":
+            return {"wait": self.wait}
+        content = {"data": self.data, "metadata": self.metadata}
+        if self.output_type == "execute_result":
+            content["execution_count"] = execution_count if execution_count is not None else self.execution_count
+        else:
+            content["transient"] = {"display_id": self.display_id} if self.display_id else {}
+        return content
+
+
+OUTPUT_TYPES = ("display_data", "update_display_data", "execute_result", "clear_output")
+
+
+def record_output(kind: str, data: Any) -> RichOutput:
+    """The rich output of one console record."""
+    if kind == "media" and isinstance(data, (list, tuple)) and len(data) == 2 and data[0] == OUTPUT_MIME:
+        return adapted_output(data[1])
+    return RichOutput("display_data", record_bundle(kind, data))
+
+
+def adapted_output(output: Any) -> RichOutput:
+    """An output the remote display adapter sent whole; a malformed one is shown as text."""
+    if not isinstance(output, dict) or output.get("output_type") not in OUTPUT_TYPES:
+        return RichOutput("display_data", {"text/plain": f"[{OUTPUT_MIME}] {_preview(output)}"})
+    kind = output["output_type"]
+    if kind == "clear_output":
+        return RichOutput(kind, wait=bool(output.get("wait")))
+    data = output.get("data")
+    if not isinstance(data, dict) or not data:
+        data = {"text/plain": ""}
+    metadata = output.get("metadata") if isinstance(output.get("metadata"), dict) else {}
+    display_id = output.get("display_id") if isinstance(output.get("display_id"), str) else None
+    if kind == "update_display_data" and display_id is None:
+        kind = "display_data"
+    count = output.get("execution_count")
+    return RichOutput(kind, data, metadata, display_id, count if isinstance(count, int) else None)
 
 
 def record_bundle(kind: str, data: Any) -> dict[str, Any]:

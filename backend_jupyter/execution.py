@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,10 +43,17 @@ STEPS = frozenset({"clean-finished", "build-finished"})
 DRAIN_SECONDS = 10.0
 PROBE_TIMEOUT = 10.0  # after a run broke off: how long the session may take to answer ``pass``
 REPROBE_TIMEOUT = 5.0  # before each later run, while the session did not answer
+RELEASE_TIMEOUT = 10.0  # after a server error mid-run: how long freeing the run may take
 
 
 class RunLost(BackendError):
     hint = "the session is usually still there: run the cell again"
+
+
+class RunBroken(BackendError):
+    hint = ("on Backend.AI 26.x this is how an HTML output (a DataFrame, for one) breaks a run on a session "
+            "without the display adapter: use a Python image, where the adapter is installed, or print such "
+            "outputs as text (print(df.to_string()))")
 
 
 class SessionUnresponsive(BackendError):
@@ -190,10 +198,14 @@ async def run_cell(
 
 
 async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> AsyncIterator[Event]:
-    run_id: str | None = None
+    # Our own run id (the protocol lets the client choose it): known even when the first call fails.
+    run_id = secrets.token_hex(8)
     try:
         try:
-            result = await session.execute(mode, code, None, options)
+            result = await session.execute(mode, code, run_id, options)
+        except ServerError as e:
+            yield RunFailed(await _release(session, run_id, e))
+            return
         except BackendError as e:
             yield RunFailed(e)
             return
@@ -210,6 +222,9 @@ async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> A
                         next_mode, text = "input", answer
             try:
                 result = await session.execute(next_mode, text, run_id)
+            except ServerError as e:
+                yield RunFailed(await _release(session, run_id, e))
+                return
             except BackendAPIError as e:
                 yield RunFailed(e)
                 return
@@ -219,6 +234,25 @@ async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> A
     except asyncio.CancelledError:
         await asyncio.shield(_abort_poll(session, run_id))
         raise
+
+
+async def _release(session: ComputeSession, run_id: str, error: ServerError) -> BackendError:
+    """A call of the run failed on the server's side (HTTP 5xx).  On Backend.AI 26.x that is how an
+    output the kernel runner sends in a form the agent cannot read breaks a run (raw HTML): the
+    records of that moment are lost, the run's end with them, and the session would wait for that
+    run forever.  A new ``query`` under the *same* run id is taken as the continuation and frees
+    it.  Returns :class:`RunBroken` when the session answers again, else the original error (also
+    for any other 5xx, which says nothing about the run)."""
+    if error.status != 500:
+        return error
+    try:
+        result = await asyncio.wait_for(session.execute("query", "pass", run_id), RELEASE_TIMEOUT)
+    except (BackendError, asyncio.TimeoutError):
+        return error
+    if result.get("status") not in TERMINAL:
+        return error  # still busy with the run itself: the usual probe decides
+    return RunBroken(f"The Backend.AI server failed while passing on this run's output ({error.message}); "
+                     "what the run printed at that moment is lost. The session was released and takes the next cell")
 
 
 async def _abort_poll(session: ComputeSession, run_id: str | None) -> None:

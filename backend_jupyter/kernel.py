@@ -24,7 +24,6 @@ import atexit
 import contextlib
 import fnmatch
 import hashlib
-import json
 import logging
 import os
 import re
@@ -38,7 +37,7 @@ from typing import Any
 
 import zmq
 from ipykernel.kernelbase import Kernel
-from traitlets import Dict, Enum, Float, Unicode
+from traitlets import Bool, Dict, Enum, Float, Unicode
 
 from . import __version__
 from .client import (
@@ -49,7 +48,7 @@ from .client import (
     SessionNotFound,
 )
 from .config import Config, ConfigError, parse_endpoints, parse_mounts
-from .display import record_bundle
+from .display import record_output
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
     Display,
@@ -65,6 +64,13 @@ from .execution import (
     stuck_note,
 )
 from .kernelspecs import is_python, language_info
+from .remote import (
+    ADAPTER_MISSING,
+    inspect_snippet,
+    install_adapter,
+    run_snippet,
+    run_transport,
+)
 
 log = logging.getLogger("backend_jupyter.kernel")
 
@@ -72,7 +78,6 @@ STREAM_FLUSH_INTERVAL = 0.1
 STREAM_FLUSH_BYTES = 64 * 1024
 INTERRUPT_GRACE = 5.0
 STDIN_POLL = 0.02
-INSPECT_MARKER = "\x1eBACKEND_JUPYTER_INSPECT\x1e"
 HISTORY_LIMIT = 10_000  # inputs kept for history requests (a console's up-arrow, %history in it)
 HISTORY_SESSION = 1  # this kernel process's inputs; the remote interpreter's own history stays remote
 
@@ -168,7 +173,10 @@ class BackendKernel(Kernel):
     api_version = Unicode("", help="Pin an API version (override BACKEND_API_VERSION).").tag(config=True)
     environ = Dict(value_trait=Unicode(), help="Environment variables of the session this kernel creates.").tag(config=True)
     resources = Dict(help="Resource slots of the session this kernel creates (e.g. {'cpu': 2, 'mem': '4g'}).").tag(config=True)
-    transport = Enum(["auto", "ws", "poll"], "auto", help="How runs are streamed.").tag(config=True)
+    transport = Enum(["auto", "ws", "poll"], "auto", help="How runs are streamed: 'auto' is the websocket on a "
+                     "session with the display adapter, else polling (see remote.run_transport).").tag(config=True)
+    display_adapter = Bool(True, help="Install the display adapter in Python sessions, so rich output "
+                                      "arrives whole (see remote.py).").tag(config=True)
     stream_flush_interval = Float(STREAM_FLUSH_INTERVAL, help="Seconds output is coalesced before it is sent.").tag(config=True)
 
     @property
@@ -190,6 +198,7 @@ class BackendKernel(Kernel):
         self._restarting = False
         self._destroyed = False
         self._unresponsive = False  # the session stopped answering: only a restart helps
+        self._adapter = False  # the remote display adapter runs in the session (see remote.py)
         self._history: deque[tuple[int, str]] = deque(maxlen=HISTORY_LIMIT)  # (execution count, code)
         self._register_comms()
         atexit.register(self._destroy_at_exit)
@@ -270,6 +279,10 @@ class BackendKernel(Kernel):
         self._session = await ComputeSession.get_or_create(
             self._client, self.image, name=name, environ=dict(self.environ), resources=dict(self.resources),
         )
+        wanted = self.python_image and self.display_adapter
+        self._adapter = wanted and await install_adapter(self._session)
+        if wanted and not self._adapter:
+            progress.note(ADAPTER_MISSING)
         if self._session.created:
             progress.show(f"Backend.AI session {name} started in {time.monotonic() - started:.1f} s.")
         else:
@@ -344,7 +357,7 @@ class BackendKernel(Kernel):
         finished: Finished | None = None
         failure: BackendError | None = None
         started = False
-        async for event in run_cell(session, code, transport=self.transport):
+        async for event in run_cell(session, code, transport=run_transport(self.transport, self._adapter)):
             if isinstance(event, RunFailed):
                 failure = event.error
                 continue
@@ -358,8 +371,8 @@ class BackendKernel(Kernel):
                 if isinstance(event, InputRequest):
                     await self._answer(cell, event, allow_stdin)
                 elif not silent:
-                    self.send_response(self.iopub_socket, "display_data",
-                                       {"data": record_bundle(event.kind, event.data), "metadata": {}, "transient": {}})
+                    output = record_output(event.kind, event.data)
+                    self.send_response(self.iopub_socket, output.output_type, output.content(self.execution_count))
             elif isinstance(event, Finished):
                 finished = event
         return finished, failure, started
@@ -559,20 +572,12 @@ class BackendKernel(Kernel):
         name = _name_at(code, len(code) if cursor_pos is None else cursor_pos)
         if not name:
             return reply
-        snippet = INSPECT_SNIPPET.format(name=json.dumps(name), level=int(detail_level), marker=json.dumps(INSPECT_MARKER))
-        out = []
         try:
-            async for event in run_cell(self._session, snippet, transport="poll"):
-                if isinstance(event, Output) and event.stream == "stdout":
-                    out.append(event.text)
+            data = await run_snippet(self._session, inspect_snippet(name, detail_level))
         except BackendError:
             return reply
-        text = "".join(out)
-        if INSPECT_MARKER in text:
-            with contextlib.suppress(ValueError):
-                data = json.loads(text.split(INSPECT_MARKER, 1)[1].strip())
-                if data:
-                    reply.update(found=True, data=data)
+        if isinstance(data, dict) and data:
+            reply.update(found=True, data=data)
         return reply
 
 
@@ -587,47 +592,6 @@ def _name_at(code: str, cursor: int) -> str:
         if match.start() <= col <= match.end() or (match.end() < col and line[match.end():col].strip() in ("(", "")):
             best = match.group(0).rstrip(".")
     return best
-
-
-# Runs on the remote (IPython) session: prints the inspection bundle after a marker, then undoes
-# its own traces (history entry, execution count, _i* variables) once the cell has finished.
-INSPECT_SNIPPET = """\
-def __bj_inspect(name={name}, level={level}, marker={marker}):
-    import json
-    ip = get_ipython()
-    ns = ip.user_ns
-    saved = {{k: ns[k] for k in ('_i', '_ii', '_iii') if k in ns}}
-    count = ip.execution_count
-    try:
-        data = ip.object_inspect_mime(name, detail_level=level)
-    except Exception:
-        data = {{}}
-    print(marker + json.dumps(data))
-
-    def undo(result=None):
-        ip.events.unregister('post_run_cell', undo)
-        hm = ip.history_manager
-        for hist in (hm.input_hist_parsed, hm.input_hist_raw):
-            if hist:
-                hist.pop()
-        with hm.db_input_cache_lock:  # not yet written: drop it; written already: delete the row
-            mine = [entry for entry in hm.db_input_cache if entry[0] == count]
-            for entry in mine:
-                hm.db_input_cache.remove(entry)
-            if not mine and hm.enabled:
-                try:
-                    with hm.db:
-                        hm.db.execute("DELETE FROM history WHERE session = ? AND line = ?",
-                                      (hm.session_number, count))
-                except Exception:
-                    pass
-        ns.pop('_i%d' % count, None)
-        ns.update(saved)
-        ip.execution_count = count
-    ip.events.register('post_run_cell', undo)
-__bj_inspect()
-del __bj_inspect
-"""
 
 
 def last_option_wins(argv: list[str]) -> list[str]:

@@ -34,11 +34,12 @@ from IPython.core.magic import (
     magics_class,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.display import display
+from IPython.display import clear_output, display
+from traitlets import Bool
 
 from .client import APIClient, BackendError, ComputeSession, VFolder
 from .config import Config, ConfigError, parse_mounts, sources
-from .display import record_bundle
+from .display import RichOutput, record_output
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import (
     PROBE_TIMEOUT,
@@ -55,6 +56,8 @@ from .execution import (
     run_cell,
     stuck_note,
 )
+from .kernelspecs import is_python
+from .remote import ADAPTER_MISSING, INSTALL_TIMEOUT, install_adapter, run_transport
 from .variables import (
     REMOTE_DIR,
     VariableError,
@@ -137,6 +140,16 @@ class Entry:
     owned: bool  # created by this extension: destroyed at exit unless keep
     keep: bool = False
     stuck: bool = False  # stopped answering after a run broke off: runs are refused until replaced
+    adapter: bool = False  # the remote display adapter runs in it (see remote.py)
+
+
+def show_output(output: RichOutput) -> None:
+    """A remote rich output, shown in this IPython as the remote one showed it."""
+    if output.output_type == "clear_output":
+        clear_output(wait=output.wait)
+        return
+    display(output.data, raw=True, metadata=output.metadata or None, display_id=output.display_id,
+            update=output.output_type == "update_display_data")
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -160,6 +173,9 @@ def _session_options(fn):
 
 @magics_class
 class BackendMagics(Magics):
+    display_adapter = Bool(True, help="Install the display adapter in Python sessions, so rich output "
+                                      "arrives whole (see remote.py).").tag(config=True)
+
     def __init__(self, shell):
         super().__init__(shell)
         self.runner = LoopThread()
@@ -216,8 +232,18 @@ class BackendMagics(Magics):
             raise
         progress.finish(note=("started" if session.created else "attached to existing session")
                         + f" ({session.image})")
-        self.sessions[name] = Entry(session, owned=session.created, keep=keep)
+        self.sessions[name] = Entry(session, owned=session.created, keep=keep,
+                                    adapter=self._install_adapter(session, image or self.image))
         return session
+
+    def _install_adapter(self, session: ComputeSession, image: str | None) -> bool:
+        """The display adapter in a session on a Python image (see remote.py), False elsewhere."""
+        if not self.display_adapter or not is_python(image or ""):
+            return False
+        installed = self.runner.run(install_adapter(session), INSTALL_TIMEOUT + 5)
+        if not installed:
+            print(ADAPTER_MISSING, file=sys.stderr)
+        return installed
 
     def _entry(self, session: ComputeSession) -> Entry | None:
         return next((entry for entry in self.sessions.values() if entry.session is session), None)
@@ -260,7 +286,8 @@ class BackendMagics(Magics):
 
         async def produce():
             try:
-                async for event in run_cell(session, code, mode=mode, options=options):
+                transport = run_transport("auto", entry is not None and entry.adapter)
+                async for event in run_cell(session, code, mode=mode, options=options, transport=transport):
                     events.put(event)
             finally:
                 events.put(DONE)
@@ -299,7 +326,7 @@ class BackendMagics(Magics):
                 elif isinstance(event, Display):
                     sys.stderr.write(hold.release())
                     if show:
-                        display(record_bundle(event.kind, event.data), raw=True)
+                        show_output(record_output(event.kind, event.data))
                 elif isinstance(event, InputRequest):
                     sys.stderr.write(hold.release())
                     self._answer(session, event)
@@ -509,7 +536,7 @@ class BackendMagics(Magics):
             except UsageError:
                 raise UsageError(f"No session named {name!r} to attach to") from None
             session.image = info.get("image")
-            self.sessions[name] = Entry(session, owned=False)
+            self.sessions[name] = Entry(session, owned=False, adapter=self._install_adapter(session, session.image))
             self.current = name
             print(f"Attached to {name} ({info.get('status')}); it will not be destroyed by this IPython.")
             return None
@@ -535,6 +562,7 @@ class BackendMagics(Magics):
             else:
                 if entry is not None:
                     entry.stuck = False  # a restarted interpreter answers again
+                    entry.adapter = entry.adapter and self._install_adapter(session, session.image or self.image)
                 print(f"Restarted {name}: its state is reset, its files are kept.")
             return None
         if command == "destroy":

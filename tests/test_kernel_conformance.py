@@ -32,6 +32,15 @@ class TestBackendKernelMessageSpec(jupyter_kernel_test.KernelTests):
          "mime": "image/svg+xml"},
     ]
     code_inspect_sample = "zip"
+    # Through the remote display adapter: a cell's last expression is an execute_result, and
+    # clear_output reaches the front-end.
+    code_execute_result = [
+        {"code": "6 * 7", "result": "42"},
+        {"code": "import pandas as pd; pd.DataFrame({'a': [1, 2]})", "mime": "text/html"},
+    ]
+    code_clear_output = "from IPython.display import clear_output; print('gone'); clear_output()"
+    supported_history_operations = ("tail", "range", "search")
+    code_history_pattern = "6 *"
 
     @classmethod
     def setUpClass(cls) -> None:

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 
 from ..fastjson import dumpb, loads
+from ..protocol import OUTPUT_MARK, OUTPUT_MIME
 
 Record = list  # [type, data]
 
@@ -29,8 +30,17 @@ _PREFERENCE = (*IMAGE_MIMES, *XML_MIMES, DRAWING_MIME, "text/html")
 MAX_CHARS_PER_CALL = 524_288  # stdout/stderr per execute response (Backend.AI user-api docs)
 
 
-def bundle_to_record(data: dict[str, Any], *, is_result: bool = False) -> Record | None:
-    """Pick the richest representation of a Jupyter mime bundle as one console record."""
+def bundle_to_record(data: dict[str, Any], metadata: dict[str, Any] | None = None, *,
+                     is_result: bool = False) -> Record | None:
+    """Pick the richest representation of a Jupyter mime bundle as one console record.
+
+    An output of the remote display adapter (marked in its metadata, see remote.py) carries a JSON
+    ``{"type", "data"}`` object as its only type: it becomes ``["media", [type, data]]``, the record
+    Backend.AI's agent makes of the same message, so it passes through unchanged."""
+    if metadata and metadata.get(OUTPUT_MARK) and set(data) == {"text/html"}:
+        envelope = _envelope(data["text/html"])
+        if envelope is not None:
+            return ["media", envelope]
     for mime in _PREFERENCE:
         if mime in data:
             return _mime_record(mime, data[mime])
@@ -43,6 +53,16 @@ def bundle_to_record(data: dict[str, Any], *, is_result: bool = False) -> Record
     text = "".join(text) if isinstance(text, list) else str(text)
     # A bare expression's value arrives without a trailing newline, as on a real manager.
     return ["stdout", text if is_result else text + "\n"]
+
+
+def _envelope(text: Any) -> list | None:
+    try:
+        value = loads(_text(text))
+    except ValueError:
+        return None
+    if isinstance(value, dict) and value.get("type") == OUTPUT_MIME and "data" in value:
+        return [OUTPUT_MIME, value["data"]]
+    return None
 
 
 def _mime_record(mime: str, value: Any) -> Record:

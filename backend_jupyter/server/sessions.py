@@ -467,7 +467,8 @@ class ComputeSession:
         if kind == "stream":
             run.emit([content.get("name", "stdout"), content.get("text", "")])
         elif kind in ("display_data", "update_display_data", "execute_result"):
-            record = bundle_to_record(content.get("data", {}), is_result=kind == "execute_result")
+            record = bundle_to_record(content.get("data", {}), content.get("metadata"),
+                                      is_result=kind == "execute_result")
             if record is not None:
                 run.emit(record)
         elif kind == "error":

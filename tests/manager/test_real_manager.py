@@ -29,7 +29,6 @@ from backend_jupyter.client import (
     BackendAPIError,
     ComputeSession,
     NotSupported,
-    ServerError,
     SessionNotFound,
     VFolder,
 )
@@ -42,10 +41,13 @@ from backend_jupyter.execution import (
     Finished,
     InputRequest,
     Output,
+    RunBroken,
     RunFailed,
+    RunLost,
     probe,
     run_cell,
 )
+from tests import rich_output as rich
 from tests.manager.stack import API_VERSION, VERSION, StackInfo
 from tests.signed_http import SignedClient
 
@@ -387,30 +389,35 @@ def test_errors_carry_error_code_in_plain_words(manager_stack):
         assert manager_stack.secret_key not in str(err) and "x" * 40 not in str(err)
 
 
-def test_html_display_fails_mid_run_and_leaves_the_session_stuck(manager_stack):
-    """26.9.6: the agent cannot aggregate the runner's HTML record → 500 in the middle of the run.
-    Observed manager/agent bug: the runner then keeps the broken run and every later run on the
-    session hangs (neither ``continue`` with the run id nor interrupt frees it); :func:`probe`
-    tells, within its timeout, instead of hanging.  (Over the websocket the manager just closes the
-    stream: see the kernel test.)"""
+def test_raw_html_breaks_a_run_polling_releases_it_the_websocket_cannot(manager_stack):
+    """26.9.6, on a session *without* the display adapter: the kernel runner sends HTML raw where the
+    agent expects JSON, so the execute call that would carry it fails with a 500, the run's end is
+    lost with it, and the session waits for that run forever.  Polling knows the run id (the client
+    chose it) and frees the session with a ``query`` under the same id: the cell reports
+    :class:`RunBroken` and the session answers the next run.  Over the websocket the manager picks
+    the run id and never tells it, so the session stays stuck: :func:`probe` tells within its
+    timeout instead of hanging."""
     async def go():
         async with APIClient(config(manager_stack)) as api:
             s = await new_session(manager_stack, api, "html")
             try:
-                events = await collect(s, HTML_CELL, "poll")
-                await s.interrupt()
+                polled = await collect(s, HTML_CELL, "poll")
+                after_poll = await collect(s, "print('answers')", "poll")
+                streamed = await collect(s, HTML_CELL, "ws")
                 started = time.monotonic()
                 state = await probe(s, PROBE_TIMEOUT)
-                return s.name, events, state, time.monotonic() - started
+                return s.name, polled, after_poll, streamed, state, time.monotonic() - started
             finally:
                 await s.destroy()
-    name, events, state, probe_seconds = arun(go())
-    assert isinstance(events[-1], RunFailed), events
-    err = events[-1].error
-    assert isinstance(err, ServerError) and err.status == 500
-    assert err.error_code == "backendai_generic_internal-error"
-    assert str(err).startswith("The Backend.AI server failed while handling the request (HTTP 500")
-    assert "TIMEOUT" not in events
+    name, polled, after_poll, streamed, state, probe_seconds = arun(go())
+    assert isinstance(polled[-1], RunFailed), polled
+    err = polled[-1].error
+    assert isinstance(err, RunBroken), err
+    assert "(HTTP 500, backendai_generic_internal-error)" in str(err) and "The session was released" in str(err)
+    assert "print such outputs as text" in str(err)
+    assert stdout(after_poll) == "answers\n" and finished(after_poll).exit_code == 0
+    assert isinstance(streamed[-1], RunFailed) and isinstance(streamed[-1].error, RunLost), streamed
+    assert "TIMEOUT" not in polled + streamed
     assert state == "unresponsive" and PROBE_TIMEOUT <= probe_seconds < PROBE_TIMEOUT + 5
     wait_terminated(manager_stack, name)
 
@@ -613,11 +620,59 @@ def test_kernel_image_from_extra_arguments_and_interrupt(manager_stack):
     wait_terminated(manager_stack, name)
 
 
-def test_kernel_html_display_500_then_stuck_session_then_restart(manager_stack):
-    """26.9.6: an HTML display breaks the run (the manager closes the websocket: RunLost) and leaves
-    the session stuck.  The kernel probes it, says so in the cell, refuses later cells at once
-    instead of hanging, and a restart replaces the session with a fresh one under the same name."""
+def test_kernel_rich_output_through_the_display_adapter(manager_stack):
+    """Twin of test_rich_output.py: the kernel installs the display adapter in the real runner's
+    IPython, and every rich output arrives as a local IPython kernel sends it."""
     driver = start_kernel(manager_stack)
+    name = kernel_session_name(driver)
+    try:
+        before = driver.execute("print('ready')", timeout=CREATE_TIMEOUT + 30)
+        assert before.stream() == "ready\n"
+        count = before.reply["content"]["execution_count"]
+        rich.check_dataframe(driver.execute(rich.DATAFRAME), execution_count=count + 1)
+        assert driver.execute("print('after df')").stream() == "after df\n"
+        [result] = driver.execute("1 + 1").of("execute_result")
+        assert result["data"] == {"text/plain": "2"} and result["execution_count"] == count + 3
+        rich.check_markdown_latex_json(driver.execute(rich.MARKDOWN_LATEX_JSON))
+        rich.check_updated_handle(driver.execute(rich.UPDATED_HANDLE))
+        rich.check_clear_loop(driver.execute(rich.CLEAR_LOOP))
+        rich.check_big_table(driver.execute(rich.BIG_TABLE))
+        rich.check_too_big(driver.execute(rich.TOO_BIG))
+        html = driver.execute(HTML_CELL)
+        assert html.status == "ok" and html.stream() == "before\nafter\n"
+        assert [c["data"]["text/html"] for c in html.of("display_data")] == ["<b>bold</b>"]
+        assert driver.execute("print(len(In) - 1)").stream() == f"{count + 10}\n"  # no cell of ours in In
+    finally:
+        driver.shutdown()
+    wait_terminated(manager_stack, name)
+
+
+def test_kernel_without_the_adapter_reports_a_broken_run_and_goes_on(manager_stack):
+    """``display_adapter=False`` (or a session the adapter cannot enter): an HTML output breaks the
+    run on 26.9.6; the kernel polls, so it frees the session and says what happened and the fix."""
+    driver = start_kernel(manager_stack, extra_arguments=["--BackendKernel.display_adapter=False"])
+    name = kernel_session_name(driver)
+    try:
+        assert driver.execute("x = 1", timeout=CREATE_TIMEOUT + 30).status == "ok"
+        result = driver.execute(HTML_CELL, timeout=60)
+        content = result.reply["content"]
+        assert result.status == "error" and content["ename"] == "RunBroken", content
+        assert "The session was released and takes the next cell" in content["evalue"]
+        assert "display adapter" in content["evalue"] and "print(df.to_string())" in content["evalue"]
+        assert "has not answered" not in result.stream("stderr")
+        assert driver.execute("print(x)").stream() == "1\n"  # same session, state kept
+    finally:
+        driver.shutdown()
+    wait_terminated(manager_stack, name)
+
+
+def test_kernel_html_display_500_then_stuck_session_then_restart(manager_stack):
+    """Without the adapter and over the websocket, an HTML display breaks the run (the manager closes
+    the stream: RunLost) and leaves the session stuck.  The kernel probes it, says so in the cell,
+    refuses later cells at once instead of hanging, and a restart replaces the session with a fresh
+    one under the same name."""
+    driver = start_kernel(manager_stack, extra_arguments=["--BackendKernel.display_adapter=False",
+                                                         "--BackendKernel.transport=ws"])
     name = kernel_session_name(driver)
     try:
         assert driver.execute("pass", timeout=CREATE_TIMEOUT + 30).status == "ok"
@@ -707,22 +762,30 @@ def test_magics_end_to_end(manager_stack, tmp_path):
         info = ipy.execute("%backend_session info")
         text = info.stream() + "".join(str(c.get("data", {})) for c in info.of("display_data"))
         names += re.findall(r"(bj[\w.-]+|ipython[\w.-]+|magic[\w.-]+|jupyter[\w.-]+)", text)
-        html = ipy.execute(f"%%backend_run --image {image}\n" + HTML_CELL, timeout=60 + PROBE_TIMEOUT)
-        # Over the websocket the manager closes the stream without an error frame; the magic then
-        # probes the session, finds it stuck, and says how to replace it.
-        assert html.status == "error", html.reply
-        assert "closed before it finished" in html.reply["content"]["evalue"] or "500" in html.reply["content"]["evalue"]
-        stuck = re.search(r"has not answered for 10 s .* To replace it, run: %backend_session restart (\S+)$", html.stream("stderr"),
-                          re.M)
-        assert stuck, html.messages
-        started = time.monotonic()
-        refused = ipy.execute(f"%%backend_run --image {image}\nprint('lost')", timeout=30)
-        assert refused.status == "error" and "still does not answer" in refused.reply["content"]["evalue"]
-        assert "%backend_session restart" in refused.reply["content"]["evalue"]
-        assert time.monotonic() - started < REPROBE_TIMEOUT + 5
-        replaced = ipy.execute(f"%backend_session restart {stuck.group(1)}", timeout=30)
+        # Rich output through the display adapter (twin of test_rich_output.py's magics tests).
+        table = ipy.execute(f"%%backend_run --image {image}\n" + rich.DATAFRAME)
+        assert table.status == "ok", table.reply
+        [shown] = [c["data"] for c in table.of("display_data") if "text/html" in c["data"]]
+        assert "<table" in shown["text/html"] and shown["text/plain"].split()[:2] == ["a", "b"]
+        rich.check_markdown_latex_json(ipy.execute(f"%%backend_run --image {image}\n" + rich.MARKDOWN_LATEX_JSON))
+        rich.check_updated_handle(ipy.execute(f"%%backend_run --image {image}\n" + rich.UPDATED_HANDLE))
+        rich.check_clear_loop(ipy.execute(f"%%backend_run --image {image}\n" + rich.CLEAR_LOOP))
+        html = ipy.execute(f"%%backend_run --image {image}\n" + HTML_CELL)
+        assert html.status == "ok" and [c["data"]["text/html"] for c in html.of("display_data")
+                                        if "text/html" in c["data"]] == ["<b>bold</b>"]
+        # Without the adapter (a new session after %config): the broken run is reported with the
+        # fix, the session is freed, and a restart on 26.9 replaces it.
+        other = unique("magic-plain")
+        assert ipy.execute("%config BackendMagics.display_adapter = False").status == "ok"
+        broken = ipy.execute(f"%%backend_run -s {other} --image {image}\n" + HTML_CELL, timeout=CREATE_TIMEOUT + 60)
+        assert broken.status == "error", broken.reply
+        assert "RunBroken" in broken.reply["content"]["ename"] + broken.reply["content"]["evalue"]
+        assert "The session was released" in broken.reply["content"]["evalue"], broken.reply
+        assert "has not answered" not in broken.stream("stderr")
+        assert "freed" in ipy.execute(f"%%backend_run -s {other}\nprint('freed')").stream()
+        replaced = ipy.execute(f"%backend_session restart {other}", timeout=30)
         assert "cannot restart sessions" in replaced.stream() and "fresh session" in replaced.stream()
-        again = ipy.execute(f"%%backend_run --image {image}\nprint('fresh')", timeout=CREATE_TIMEOUT)
+        again = ipy.execute(f"%%backend_run -s {other} --image {image}\nprint('fresh')", timeout=CREATE_TIMEOUT)
         assert again.status == "ok" and "fresh\n" in again.stream(), again.messages
     finally:
         ipy.shutdown()
