@@ -161,13 +161,17 @@ class KernelKind:
     label: str
     kernel_name: str
     transport: str | None = None  # the wrapper's ``--BackendKernel.transport``
+    adapter: bool = True  # the wrapper's ``--BackendKernel.display_adapter``
 
     @property
     def wrapper(self) -> bool:
         return self.transport is not None
 
     def extra_arguments(self) -> list[str]:
-        return [f"--BackendKernel.transport={self.transport}"] if self.transport else []
+        if not self.transport:
+            return []
+        return [f"--BackendKernel.transport={self.transport}"] + ([] if self.adapter else
+                                                                  ["--BackendKernel.display_adapter=False"])
 
 
 LOCAL = KernelKind("local", "local ipykernel", "python3")
@@ -175,6 +179,9 @@ WRAPPER_POLL = KernelKind("wrapper_poll", "wrapper, poll", "backend-python", "po
 WRAPPER_WS = KernelKind("wrapper_ws", "wrapper, ws", "backend-python", "ws")
 WRAPPER_AUTO = KernelKind("wrapper_auto", "wrapper, auto", "backend-python", "auto")
 KINDS = (LOCAL, WRAPPER_POLL, WRAPPER_WS)
+# Trivial cell only: the same websocket wrapper without the remote display adapter (its cost).
+WRAPPER_WS_PLAIN = KernelKind("wrapper_ws_plain", "wrapper, ws, without the display adapter", "backend-python", "ws",
+                              adapter=False)
 # Trivial cell only, as a diagnostic: what ipykernel's messaging costs any wrapper (noop_kernel.py).
 NOOP = KernelKind("noop", "no-op wrapper kernel (diagnostic: ipykernel's own cost)", "bj-bench-noop")
 

@@ -7,7 +7,8 @@
    local ipykernel's MB/s, and memory bounded (peak growth < 100 MB per process for 10 MB).
 4. ``display(Image(data=png))`` of a ~1 MB valid PNG (random pixels, so incompressible) built in
    the kernel by an untimed set-up cell: request to the arrival of the ``display_data``; the
-   image's bytes are checked against the SHA-256 the cell prints.
+   image's bytes are checked against the SHA-256 the cell prints.  And a 1.1 MB HTML table
+   (24,000 rows) through the display adapter: request to its ``display_data``, checked whole.
 """
 
 from __future__ import annotations
@@ -138,3 +139,34 @@ def png_rows(results: dict, labels: dict[str, str]) -> list[Row]:
                         ratio(r["p50_ms"], floor), "image arrives intact", r["bytes_match"]))
     return rows
 
+
+
+HTML_ROWS = 24_000
+HTML_SETUP = ("_rows = ''.join(f'<tr><td>{i:07d}</td><td>{i * i:012d}</td></tr>' for i in range(%d))\n"
+              "_table = '<table>' + _rows + '</table>'" % HTML_ROWS)
+HTML_CODE = "from IPython.display import HTML, display; display(HTML(_table))"
+
+
+def html_display(drivers: dict[str, KernelDriver], runs: int, warmup: int = 1) -> dict:
+    """Request to the display_data of a 1.1 MB HTML table per kernel; runs interleaved."""
+    times: dict[str, list[float]] = {key: [] for key in drivers}
+    whole = {key: True for key in drivers}
+    for d in drivers.values():
+        d.run_ok(HTML_SETUP, timeout=60)
+    for i in range(warmup + runs):
+        for key, d in drivers.items():
+            run = d.run_ok(HTML_CODE, timeout=60)
+            arrived, html = next(((t, b["text/html"]) for t, b in run.displays if "text/html" in b), (None, ""))
+            if arrived is None:
+                raise RuntimeError(f"no display_data with text/html (got {[sorted(b) for _, b in run.displays]})")
+            whole[key] = whole[key] and html.count("<tr>") == HTML_ROWS and len(html) > 1_000_000
+            if i >= warmup:
+                times[key].append(arrived)
+    return {key: {**summarize(t, samples=True), "whole": whole[key]} for key, t in times.items()}
+
+
+def html_rows(results: dict, labels: dict[str, str]) -> list[Row]:
+    floor = results.get("local", {}).get("p50_ms")
+    return [Row("4", f"1.1 MB HTML table `display(HTML(...))` to display_data — {labels[key]}", r["n"],
+                f"{p50_p95(r)} ({'whole' if r['whole'] else 'NOT WHOLE'})", ratio(r["p50_ms"], floor),
+                "table arrives whole", r["whole"]) for key, r in results.items()]

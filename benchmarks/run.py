@@ -4,8 +4,8 @@ with a plain local ipykernel in the same run.
     python benchmarks/run.py [--quick] [--no-sdk] [--only GROUPS] [--output PATH]
 
 Groups (modules): 1 ``trivial`` and 2 ``first_output`` (latency.py), 3 ``throughput`` and
-4 ``display`` (output.py) on each kernel — local ipykernel, wrapper over polling, wrapper over
-the websocket; 5 ``session_create`` (sessions.py); 6 ``concurrency``; 7 ``soak``; 8 ``clients``
+4 ``display``/``html_table`` (output.py) on each kernel — local ipykernel, wrapper over polling,
+wrapper over the websocket (``trivial`` also without the display adapter); 5 ``session_create`` (sessions.py); 6 ``concurrency``; 7 ``soak``; 8 ``clients``
 (our client and the official SDK, clients.py).  One private embedded server (temporary data
 dir) serves everything; every kernel and the server are stopped whatever happens, and every wait
 is bounded (plus an overall time limit).
@@ -46,6 +46,7 @@ from benchmarks.common import (
     KINDS,
     NOOP,
     READY_TIMEOUT,
+    WRAPPER_WS_PLAIN,
     Row,
     Server,
     first_cell,
@@ -56,8 +57,9 @@ from benchmarks.common import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-GROUPS = ("trivial", "first_output", "throughput", "display", "session_create", "concurrency", "soak", "clients")
-KERNEL_GROUPS = GROUPS[:4]
+GROUPS = ("trivial", "first_output", "throughput", "display", "html_table", "session_create", "concurrency", "soak",
+          "clients")
+KERNEL_GROUPS = GROUPS[:5]
 
 
 @dataclass
@@ -146,16 +148,16 @@ class Suite:
                 drivers[kind.key] = driver = start_kernel(kind, server, workdir)
                 stack.callback(driver.shutdown)
                 driver.start()
-            noop = None
+            extra = {}  # trivial cell only: the diagnostic floor and the wrapper without the adapter
             if "trivial" in self.groups:
                 os.environ["JUPYTER_PATH"] = os.pathsep.join(
                     filter(None, [str(workdir / "jupyter"), os.environ.get("JUPYTER_PATH")]))
                 noop_kernel.install(workdir / "jupyter")
-                noop = start_kernel(NOOP, None, workdir)
-                stack.callback(noop.shutdown)
-                noop.start()
-            parallel(lambda d: d.wait_ready(READY_TIMEOUT), [*drivers.values(), *filter(None, [noop])],
-                     READY_TIMEOUT + 10)
+                for kind, srv in ((NOOP, None), (WRAPPER_WS_PLAIN, server)):
+                    extra[kind.key] = driver = start_kernel(kind, srv, workdir)
+                    stack.callback(driver.shutdown)
+                    driver.start()
+            parallel(lambda d: d.wait_ready(READY_TIMEOUT), [*drivers.values(), *extra.values()], READY_TIMEOUT + 10)
             probes = {}
             for kind in KINDS:
                 driver = drivers[kind.key]
@@ -164,10 +166,11 @@ class Suite:
                 probes[kind.key] = (wrapper_probes(driver, server, session_kernels) if kind.wrapper
                                     else {"kernel": lambda d=driver: [d.process]})
             plan = {
-                "trivial": lambda: latency.trivial({**drivers, NOOP.key: noop}, self.s.trivial_n),
+                "trivial": lambda: latency.trivial({**drivers, **extra}, self.s.trivial_n),
                 "first_output": lambda: latency.first_output(drivers, self.s.ttfo_runs, self.s.ttfo_warmup),
                 "throughput": lambda: output.throughput(drivers, probes, self.s.throughput_runs),
                 "display": lambda: output.png_display(drivers, self.s.png_runs),
+                "html_table": lambda: output.html_display(drivers, self.s.png_runs),
             }
             for group, fn in plan.items():
                 if group in self.groups:
@@ -179,13 +182,14 @@ class Suite:
         return text
 
     def rows(self) -> list[Row]:
-        r, labels = self.results, {k.key: k.label for k in (*KINDS, NOOP)}
+        r, labels = self.results, {k.key: k.label for k in (*KINDS, NOOP, WRAPPER_WS_PLAIN)}
         local_trivial = r.get("trivial", {}).get("local", {}).get("p50_ms")
         builders = [
             ("trivial", lambda x: latency.trivial_rows(x, labels)),
             ("first_output", lambda x: latency.first_output_rows(x, labels)),
             ("throughput", lambda x: output.throughput_rows(x, labels)),
             ("display", lambda x: output.png_rows(x, labels)),
+            ("html_table", lambda x: output.html_rows(x, labels)),
             ("session_create", sessions.rows),
             ("concurrency", concurrency.rows),
             ("soak", soak.rows),

@@ -27,10 +27,11 @@ def test_quick_suite(tmp_path):
     machine, settings, r = data["machine"], data["settings"], data["results"]
     assert machine["cpus"] >= 1 and machine["cpu_model"] and machine["python"] and machine["date"]
     assert settings["quick"] and settings["sdk_versions"] == []
-    assert set(r) == {"trivial", "first_output", "throughput", "display", "session_create", "concurrency", "soak",
-                      "clients"}
+    assert set(r) == {"trivial", "first_output", "throughput", "display", "html_table", "session_create",
+                      "concurrency", "soak", "clients"}
 
     sane_latency(r["trivial"]["noop"], settings["trivial_n"], 5000)  # the no-op wrapper's diagnostic row
+    sane_latency(r["trivial"]["wrapper_ws_plain"], settings["trivial_n"], 5000)  # without the display adapter
     for kernel in KERNELS:
         sane_latency(r["trivial"][kernel], settings["trivial_n"], 5000)
         for variant in ("print", "print_flush"):  # 'a' comes before the 1 s sleep
@@ -43,6 +44,9 @@ def test_quick_suite(tmp_path):
         png = r["display"][kernel]
         sane_latency(png, settings["png_runs"], 10_000)
         assert png["bytes_match"] and png["png_bytes"] > 1_000_000
+        html = r["html_table"][kernel]
+        sane_latency(html, settings["png_runs"], 10_000)
+        assert html["whole"], html
     assert set(r["throughput"]["wrapper_ws"]["lines"]["rss"]) == {"kernel", "server", "session kernel"}
 
     sane_latency(r["session_create"]["cold"], settings["cold_creates"], 30_000)

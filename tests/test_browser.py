@@ -147,3 +147,12 @@ def test_jupyterlab_end_to_end(page, lab):
     run_cell(page, "print('state' in dir())")
     last_output(page, 5).get_by_text("False").wait_for(timeout=60_000)
     shot(page, "08-after-restart")
+
+    # Rich output through the display adapter: a DataFrame as the cell's result is a table with Out[n].
+    run_cell(page, "import pandas as pd; pd.DataFrame({'col_a': [1, 2], 'col_b': ['x', 'y']})")
+    table = last_output(page, 6).locator("table.dataframe")
+    table.wait_for(timeout=60_000)
+    assert table.locator("th", has_text="col_b").count() == 1 and table.locator("td", has_text="y").count() == 1
+    prompt = last_output(page, 6).locator(".jp-OutputPrompt").first.inner_text()
+    assert prompt.startswith("[") and prompt.rstrip(":").strip("[]").isdigit(), prompt  # Out[n]: an execute_result
+    shot(page, "09-dataframe")
