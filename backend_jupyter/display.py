@@ -22,10 +22,8 @@ from html import escape
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .protocol import OUTPUT_MIME
+from .protocol import DRAWING_MIME, IMAGE_MIMES, OUTPUT_MIME
 
-BINARY_IMAGES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
-DRAWING_MIME = "application/x-sorna-drawing"
 TEXT_PREVIEW = 2000
 
 
@@ -102,7 +100,7 @@ def media_bundle(mime: str, data: Any) -> dict[str, Any]:
         data = json.dumps(data)
     payload_mime, payload, is_base64 = parse_data_uri(data) if data.startswith("data:") else (mime, data, False)
     mime = mime or payload_mime
-    if mime in BINARY_IMAGES:
+    if mime in IMAGE_MIMES:
         b64 = payload if is_base64 else base64.b64encode(payload.encode("latin-1")).decode()
         return {mime: "".join(b64.split()), "text/plain": f"[{mime} image]"}
     if is_base64:

@@ -33,6 +33,11 @@ class EmbeddedServer:
             endpoints=(self.endpoint,), access_key=keypair.access_key, secret_key=keypair.secret_key
         )
 
+    def notice(self) -> str:
+        """What a front-end says the first time it uses the embedded server."""
+        return (f"Using the embedded Backend.AI server at {self.endpoint} "
+                "(set BACKEND_ENDPOINT and keys to use a cluster).")
+
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -35,11 +35,10 @@ from .client.errors import (
 from .client.session import ComputeSession
 from .display import find_traceback, parse_traceback
 from .fastjson import dumps, loads
+from .protocol import CONTINUED, EXEC_TIMEOUT, FINISHED, STEPS, TERMINAL, WAITING_INPUT
 
 log = logging.getLogger("backend_jupyter.execution")
 
-TERMINAL = frozenset({"finished", "exec-timeout"})
-STEPS = frozenset({"clean-finished", "build-finished"})
 DRAIN_SECONDS = 10.0
 PROBE_TIMEOUT = 10.0  # after a run broke off: how long the session may take to answer ``pass``
 REPROBE_TIMEOUT = 5.0  # before each later run, while the session did not answer
@@ -112,7 +111,7 @@ class Finished:
     """The run ended: ``status`` is ``finished`` or ``exec-timeout`` (then ``exit_code`` is None)."""
 
     exit_code: int | None
-    status: str = "finished"
+    status: str = FINISHED
 
 
 @dataclass
@@ -150,14 +149,14 @@ def console_events(console: list, *, waiting_input: bool = False) -> tuple[list[
 def result_events(result: dict) -> list[Event]:
     """The events of one execution result: its console records, then what its status means."""
     status = result.get("status")
-    events, prompt = console_events(result.get("console") or [], waiting_input=status == "waiting-input")
+    events, prompt = console_events(result.get("console") or [], waiting_input=status == WAITING_INPUT)
     if status in TERMINAL:
-        events.append(Finished(result.get("exitCode") if status == "finished" else None, status))
+        events.append(Finished(result.get("exitCode") if status == FINISHED else None, status))
     elif status in STEPS:
         events.append(StepFinished(status, result.get("exitCode")))
-    elif status == "waiting-input":
+    elif status == WAITING_INPUT:
         events.append(InputRequest(prompt, bool((result.get("options") or {}).get("is_password"))))
-    elif status != "continued":
+    elif status != CONTINUED:
         events.append(RunFailed(RunLost(f"The server answered with an unknown run status {status!r}")))
     return events
 
@@ -267,7 +266,7 @@ async def _abort_poll(session: ComputeSession, run_id: str | None) -> None:
             result = await asyncio.wait_for(session.execute("continue", "", run_id), DRAIN_SECONDS)
             if result.get("status") in TERMINAL:
                 return
-            if result.get("status") == "waiting-input":
+            if result.get("status") == WAITING_INPUT:
                 await session.interrupt()
 
 
@@ -339,7 +338,7 @@ async def probe(session: ComputeSession, timeout: float) -> str:
     except (asyncio.TimeoutError, BackendError):
         return "unresponsive"
     with contextlib.suppress(asyncio.TimeoutError, BackendError):  # best effort: let the probe end
-        while result.get("status") == "continued" and loop.time() < deadline:
+        while result.get("status") == CONTINUED and loop.time() < deadline:
             result = await asyncio.wait_for(session.execute("continue", "", result.get("runId")),
                                             max(0.1, deadline - loop.time()))
     return "ok"
@@ -400,12 +399,12 @@ class Outcome:
 
 def conclude(finished: Finished | None, failure: BackendError | None, held: str, *,
              interrupted: bool = False) -> Outcome:
-    if failure is None and finished is not None and finished.status == "finished" and finished.exit_code == 0:
+    if failure is None and finished is not None and finished.status == FINISHED and finished.exit_code == 0:
         return Outcome(True, stderr=held)
     if failure is not None:
         return Outcome(False, type(failure).__name__, str(failure), stderr=held,
                        session_gone=isinstance(failure, SessionNotFound))
-    if finished is not None and finished.status == "exec-timeout":
+    if finished is not None and finished.status == EXEC_TIMEOUT:
         return Outcome(False, "TimeoutError", "The execution time limit of the session was exceeded", stderr=held)
     start = find_traceback(held)
     if start is not None:

@@ -40,37 +40,15 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Dict, Enum, Float, Unicode
 
 from . import __version__
-from .client import (
-    APIClient,
-    BackendError,
-    ComputeSession,
-    NotSupported,
-    SessionNotFound,
-)
+from .client import APIClient, BackendError
 from .config import Config, ConfigError, parse_endpoints, parse_mounts
-from .display import record_output
+from .display import RichOutput
+from .driver import NO_STDIN, CellRun, drive
 from .embedded import EmbeddedServerError, resolve_config
-from .execution import (
-    Display,
-    Finished,
-    InputRequest,
-    Output,
-    RunFailed,
-    TracebackHold,
-    check_after,
-    conclude,
-    refusal,
-    run_cell,
-    stuck_note,
-)
+from .execution import InputRequest, StepFinished
 from .kernelspecs import is_python, language_info
-from .remote import (
-    ADAPTER_MISSING,
-    inspect_snippet,
-    install_adapter,
-    run_snippet,
-    run_transport,
-)
+from .managed import ManagedSession, destroy_at_exit
+from .remote import ADAPTER_MISSING, inspect_snippet, run_snippet
 
 log = logging.getLogger("backend_jupyter.kernel")
 
@@ -80,33 +58,36 @@ INTERRUPT_GRACE = 5.0
 STDIN_POLL = 0.02
 HISTORY_LIMIT = 10_000  # inputs kept for history requests (a console's up-arrow, %history in it)
 HISTORY_SESSION = 1  # this kernel process's inputs; the remote interpreter's own history stays remote
+STUCK_REMEDY = "To replace it with a fresh session, restart the kernel."
 
 
 @dataclass
-class Cell:
+class Cell(CellRun):
     """What the kernel knows about the cell that is running."""
 
-    task: asyncio.Task
-    session: ComputeSession | None = None
+    task: asyncio.Task | None = None
     input_request: InputRequest | None = None
     stdin_cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    interrupted: bool = False
 
 
-class StreamBuffer:
-    """Coalesces remote output into few, larger ``stream`` messages (IOPub drops floods)."""
+class KernelSink:
+    """Where a run's output goes in the kernel: stream text coalesced into few, larger ``stream``
+    messages (IOPub drops floods), rich outputs as the IOPub message of their type, input requests
+    to the stdin channel.  A silent execution shows nothing."""
 
-    def __init__(self, kernel: BackendKernel, interval: float):
+    def __init__(self, kernel: BackendKernel, interval: float, *, silent: bool = False, allow_stdin: bool = False):
         self.kernel = kernel
         self.interval = interval
+        self.silent = silent
+        self.allow_stdin = allow_stdin
         self.name: str | None = None
         self.parts: list[str] = []
         self.size = 0
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
 
-    def write(self, name: str, text: str) -> None:
-        if not text:
+    def output(self, name: str, text: str) -> None:
+        if not text or self.silent:
             return
         if self.name != name:
             self.flush()
@@ -132,8 +113,19 @@ class StreamBuffer:
             self._last_flush = asyncio.get_running_loop().time()
         self.parts, self.size = [], 0
 
+    def display(self, output: RichOutput) -> None:
+        if not self.silent:
+            self.kernel.send_response(self.kernel.iopub_socket, output.output_type,
+                                      output.content(self.kernel.execution_count))
 
-class Progress:
+    async def ask(self, request: InputRequest, run: CellRun) -> None:
+        await self.kernel._answer(run, request, self.allow_stdin)
+
+    def step(self, event: StepFinished) -> None:
+        pass  # the kernel runs no batch jobs
+
+
+class StatusLine:
     """Session start-up messages in the cell: one display that is updated in place."""
 
     def __init__(self, kernel: BackendKernel):
@@ -190,15 +182,11 @@ class BackendKernel(Kernel):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._client: APIClient | None = None
-        self._session: ComputeSession | None = None
-        self._owned = True  # created by us, so destroyed by us
+        self._managed: ManagedSession | None = None  # our session, once the first cell opened it
         self._cell: Cell | None = None
         self._shell_loop: asyncio.AbstractEventLoop | None = None
         self._config: Config | None = None
         self._restarting = False
-        self._destroyed = False
-        self._unresponsive = False  # the session stopped answering: only a restart helps
-        self._adapter = False  # the remote display adapter runs in the session (see remote.py)
         self._history: deque[tuple[int, str]] = deque(maxlen=HISTORY_LIMIT)  # (execution count, code)
         self._register_comms()
         atexit.register(self._destroy_at_exit)
@@ -258,37 +246,39 @@ class BackendKernel(Kernel):
             overrides["session_name"] = self.session_name
         return config.replace(**overrides)
 
-    async def ensure_session(self) -> ComputeSession:
-        """Our compute session, created (or attached) on first use; progress shows in the cell."""
-        if self._session is not None:
-            return self._session
-        progress = Progress(self)
+    async def ensure_session(self) -> ManagedSession:
+        """Our compute session, opened (created or attached) on first use; progress shows in the cell."""
+        if self._managed is not None:
+            return self._managed
+        status = StatusLine(self)
         if self._client is None:
             config, server = await asyncio.to_thread(resolve_config, self.resolved_config())
             if server is not None:
-                progress.note(f"Using the embedded Backend.AI server at {server.endpoint} "
-                              "(set BACKEND_ENDPOINT and keys to use a cluster).")
+                status.note(server.notice())
             self._config = config
             client = APIClient(config, user_agent=f"backend_jupyter-kernel/{__version__}")
             await client.open()
             self._client = client
         name = self._config.session_name or f"jupyter-{self.kernel_id()}"
-        self._owned = self._config.session_name is None
-        progress.show(f"Starting a Backend.AI session ({self.image}) on {self._client.endpoint} …")
+        status.show(f"Starting a Backend.AI session ({self.image}) on {self._client.endpoint} …")
         started = time.monotonic()
-        self._session = await ComputeSession.get_or_create(
-            self._client, self.image, name=name, environ=dict(self.environ), resources=dict(self.resources),
+        managed = await ManagedSession.open(
+            self._client, self.image, name, python=self.python_image, adapter=self.display_adapter,
+            environ=dict(self.environ), resources=dict(self.resources),
         )
-        wanted = self.python_image and self.display_adapter
-        self._adapter = wanted and await install_adapter(self._session)
-        if wanted and not self._adapter:
-            progress.note(ADAPTER_MISSING)
-        if self._session.created:
-            progress.show(f"Backend.AI session {name} started in {time.monotonic() - started:.1f} s.")
+        managed.owned = self._config.session_name is None  # attached by name: never ours to destroy
+        if self.python_image and self.display_adapter and not managed.adapter:
+            status.note(ADAPTER_MISSING)
+        if managed.session.created:
+            status.show(f"Backend.AI session {name} started in {time.monotonic() - started:.1f} s.")
         else:
-            progress.show(f"Attached to the running Backend.AI session {name}.")
-        self._destroyed = False
-        return self._session
+            status.show(f"Attached to the running Backend.AI session {name}.")
+        self._managed = managed
+        return managed
+
+    async def _reopen(self) -> ManagedSession:
+        self._managed = None
+        return await self.ensure_session()
 
     # -- execute ---------------------------------------------------------------------------------
     async def do_execute(self, code, silent, store_history=True, user_expressions=None, allow_stdin=False,
@@ -297,11 +287,11 @@ class BackendKernel(Kernel):
         self._shell_loop = asyncio.get_running_loop()
         if store_history and not silent and code.strip():
             self._history.append((self.execution_count, code))
-        cell = Cell(asyncio.current_task())
+        cell = Cell(task=asyncio.current_task())
         self._cell = cell
-        sink = StreamBuffer(self, self.stream_flush_interval)
+        sink = KernelSink(self, self.stream_flush_interval, silent=silent, allow_stdin=allow_stdin)
         try:
-            return await self._execute(cell, sink, code, silent, allow_stdin)
+            return await self._execute(cell, sink, code, silent)
         except asyncio.CancelledError:
             sink.flush()
             return self._error_reply("KeyboardInterrupt", "Interrupted", silent)
@@ -316,66 +306,17 @@ class BackendKernel(Kernel):
             if self._cell is cell:
                 self._cell = None
 
-    async def _execute(self, cell: Cell, sink: StreamBuffer, code: str, silent: bool, allow_stdin: bool) -> dict:
+    async def _execute(self, cell: Cell, sink: KernelSink, code: str, silent: bool) -> dict:
         if not code.strip():
             return self._ok_reply()
-        if self._unresponsive and self._session is not None:
-            refused = await refusal(self._session)
-            if refused is not None:
-                return self._error_reply(type(refused).__name__, str(refused), silent)
-            self._unresponsive = False
-        for attempt in (1, 2):
-            session = await self.ensure_session()
-            cell.session = session
-            hold = TracebackHold()
-            finished, failure, started = await self._run(cell, sink, hold, session, code, silent, allow_stdin)
-            if attempt == 1 and not started and isinstance(failure, SessionNotFound):
-                # The session vanished (idle timeout, server restart): the code never ran, so
-                # starting a new session and running it there is safe.
-                self._session = None
-                continue
-            break
-        outcome = conclude(finished, failure, hold.release(), interrupted=cell.interrupted)
-        sink.write("stderr", outcome.stderr)
-        sink.flush()
-        state = await check_after(session, failure, interrupted=cell.interrupted)
-        if state == "gone":
-            outcome.session_gone = True
-        elif state == "unresponsive":
-            self._unresponsive = True
-            sink.write("stderr", stuck_note(session.name, "To replace it with a fresh session, restart the kernel."))
-            sink.flush()
-        if outcome.session_gone:
-            self._session = None
+        managed = await self.ensure_session()
+        outcome = await drive(managed, code, sink, cell, remedy=STUCK_REMEDY, transport=self.transport,
+                              reopen=self._reopen)
+        if self._managed is not None and self._managed.gone:
+            self._managed = None
         if outcome.ok:
             return self._ok_reply()
         return self._error_reply(outcome.ename, outcome.evalue, silent, outcome.traceback or None)
-
-    async def _run(self, cell: Cell, sink: StreamBuffer, hold: TracebackHold, session: ComputeSession, code: str,
-                   silent: bool, allow_stdin: bool) -> tuple[Finished | None, BackendError | None, bool]:
-        """Relay one run's events; returns (finished, failure, whether anything came back)."""
-        finished: Finished | None = None
-        failure: BackendError | None = None
-        started = False
-        async for event in run_cell(session, code, transport=run_transport(self.transport, self._adapter)):
-            if isinstance(event, RunFailed):
-                failure = event.error
-                continue
-            started = True
-            if isinstance(event, Output):
-                if not silent:
-                    sink.write(event.stream, hold.feed(event.text) if event.stream == "stderr" else event.text)
-            elif isinstance(event, (Display, InputRequest)):
-                sink.write("stderr", hold.release())
-                sink.flush()
-                if isinstance(event, InputRequest):
-                    await self._answer(cell, event, allow_stdin)
-                elif not silent:
-                    output = record_output(event.kind, event.data)
-                    self.send_response(self.iopub_socket, output.output_type, output.content(self.execution_count))
-            elif isinstance(event, Finished):
-                finished = event
-        return finished, failure, started
 
     def _ok_reply(self) -> dict:
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
@@ -392,10 +333,7 @@ class BackendKernel(Kernel):
     async def _answer(self, cell: Cell, request: InputRequest, allow_stdin: bool) -> None:
         if not allow_stdin:
             request.cancel()
-            self.send_response(self.iopub_socket, "stream", {
-                "name": "stderr",
-                "text": "This front-end cannot answer input requests: the remote input() was interrupted.\n",
-            })
+            self.send_response(self.iopub_socket, "stream", {"name": "stderr", "text": NO_STDIN})
             cell.interrupted = True
             await cell.session.interrupt()
             return
@@ -470,52 +408,28 @@ class BackendKernel(Kernel):
         return {"status": "ok", "restart": restart}
 
     async def _shutdown_session(self, restart: bool) -> None:
+        """Restart: reset the remote interpreter, which the next kernel process reattaches to by
+        name (or, where it cannot be reset, replace our own session: see ManagedSession.restart).
+        Shutdown: destroy our own session."""
+        managed = self._managed
         try:
-            if self._session is not None:
+            if managed is not None:
                 if restart:
-                    await self._restart_session()
-                elif self._owned:
-                    await self._session.destroy()
-                    self._destroyed = True
-        except SessionNotFound:
-            self._destroyed = True
+                    if await managed.restart() == "replaced":
+                        log.info("session %s was replaced by a fresh one", managed.name)
+                elif managed.owned:
+                    await managed.destroy()
         finally:
             if self._client is not None:
                 await self._client.close()
             self._client = None
 
-    async def _restart_session(self) -> None:
-        """Reset the remote interpreter; the next kernel process reattaches by name.  Where the
-        manager cannot restart (26.09 answers 501) or the session stopped answering, our own
-        session is destroyed instead and its name freed, so the next process starts a fresh one."""
-        session = self._session
-        try:
-            if self._unresponsive and self._owned:
-                await session.replace()
-            elif await session.reset(replace=self._owned):
-                log.info("this manager cannot restart sessions: %s was replaced by a fresh one", session.name)
-        except NotSupported:
-            log.warning("session %s was attached by name and this manager cannot restart it: its state is kept",
-                        session.name)
-
     def _destroy_at_exit(self) -> None:
         """Exit paths we can see (SIGTERM, crash of the front-end, ...): don't leak our session."""
-        if self._session is None or not self._owned or self._destroyed or self._restarting or self._config is None:
+        managed = self._managed
+        if managed is None or not managed.owned or managed.gone or self._restarting:
             return
-        name = self._session.name
-
-        async def destroy():
-            async with APIClient(self._config) as api:
-                with contextlib.suppress(BackendError):
-                    await ComputeSession(api, name).destroy()
-
-        def run():
-            with contextlib.suppress(Exception):
-                asyncio.run(asyncio.wait_for(destroy(), 10))
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        thread.join(12)
+        destroy_at_exit(self._config, [managed.name])
 
     # -- history ----------------------------------------------------------------------------------
     async def do_history(self, hist_access_type, output, raw, session=None, start=None, stop=None, n=None,
@@ -544,10 +458,10 @@ class BackendKernel(Kernel):
     async def do_complete(self, code, cursor_pos):
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         empty = {"status": "ok", "matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos, "metadata": {}}
-        if self._session is None:
+        if self._managed is None:
             return empty
         try:
-            result = await self._session.complete(code, cursor_pos)
+            result = await self._managed.session.complete(code, cursor_pos)
         except BackendError as e:
             log.warning("completion failed: %s", e)
             return empty
@@ -567,13 +481,13 @@ class BackendKernel(Kernel):
 
     async def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()):
         reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
-        if self._session is None or not self.python_image:
+        if self._managed is None or not self.python_image:
             return reply
         name = _name_at(code, len(code) if cursor_pos is None else cursor_pos)
         if not name:
             return reply
         try:
-            data = await run_snippet(self._session, inspect_snippet(name, detail_level))
+            data = await run_snippet(self._managed.session, inspect_snippet(name, detail_level))
         except BackendError:
             return reply
         if isinstance(data, dict) and data:

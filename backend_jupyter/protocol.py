@@ -1,6 +1,26 @@
-"""Vocabulary shared by the client side and the embedded server: names both sides must agree on."""
+"""The vocabulary both sides share: the client (execution, display, config) and the embedded server
+import their run statuses, MIME types and name patterns from here (see docs/protocol.md)."""
 
 from __future__ import annotations
+
+import re
+
+# -- the execute loop ------------------------------------------------------------------------------
+FINISHED = "finished"
+CONTINUED = "continued"
+WAITING_INPUT = "waiting-input"
+EXEC_TIMEOUT = "exec-timeout"
+CLEAN_FINISHED = "clean-finished"  # a batch run's steps
+BUILD_FINISHED = "build-finished"
+TERMINAL = frozenset({FINISHED, EXEC_TIMEOUT})  # the run is over
+STEPS = frozenset({CLEAN_FINISHED, BUILD_FINISHED})  # a batch step is over, the run goes on
+EXECUTE_MODES = frozenset({"query", "batch", "continue", "input", "complete"})
+MAX_CHARS_PER_CALL = 524_288  # stdout/stderr text in one execute response
+
+# -- console records -------------------------------------------------------------------------------
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")  # base64 in a bundle
+SVG_MIME = "image/svg+xml"
+DRAWING_MIME = "application/x-sorna-drawing"  # drawing commands of Backend.AI's Python kernel
 
 # The remote display adapter (see remote.py) sends every rich output of a session's IPython as one
 # console record ``["media", [OUTPUT_MIME, {"output_type": ..., "data": {...}, ...}]]``.
@@ -10,3 +30,8 @@ OUTPUT_MIME = "application/vnd.backend-jupyter.output+json"
 OUTPUT_MARK = "backend_jupyter"
 # One output larger than this (its JSON, in characters) arrives as a note with its size instead.
 OUTPUT_LIMIT = 16 * 1024 * 1024
+
+# -- names -----------------------------------------------------------------------------------------
+SESSION_NAME_RE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
+VFOLDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$")
+RUN_ID_RE = re.compile(r"^[\w.:-]{1,64}$", re.ASCII)
