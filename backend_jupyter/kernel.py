@@ -1,20 +1,19 @@
 """The "Backend.AI Python" wrapper kernel: every cell runs on a Backend.AI compute session.
 
-Built on ``ipykernel.kernelbase.Kernel`` with async handlers (see ../shared/JUPYTER-NOTES.md):
+Built on ``ipykernel.kernelbase.Kernel`` with async handlers (see docs/kernel-notes.md):
 
-* ``do_execute`` drives :func:`backend_jupyter.execution.run_cell` and turns its events into IOPub
-  messages: stream text is coalesced (by size and a short interval) so IOPub never floods, rich
-  records become ``display_data``, and a failed cell publishes one ``error`` and replies
-  ``status: error``.  It always returns a reply, whatever happens.
+* ``do_execute`` drives the cell with :func:`backend_jupyter.driver.drive` on the kernel's
+  :class:`~backend_jupyter.managed.ManagedSession`; :class:`KernelSink` turns what the run produces
+  into IOPub messages: stream text is coalesced (by size and a short interval) so IOPub never
+  floods, rich outputs become the message of their type (``execute_result`` with ``Out[n]``,
+  ``display_data``, ``update_display_data``, ``clear_output``), and a failed cell publishes one
+  ``error`` and replies ``status: error``.  It always returns a reply, whatever happens.
 * ``input()``/``getpass()`` use the stdin channel through a wait of our own that never blocks the
   event loop and can be abandoned on interrupt.
 * The stop button (``interrupt_mode: message``) interrupts the remote run; restart resets the remote
   session (files stay), or, where the manager cannot (26.09 answers 501) or the session stopped
   answering, replaces our own session with a fresh one; shutdown destroys it unless it was
   attached by name.
-* After a run breaks off (a server error, a closed stream, no answer) the session is probed: one
-  that no longer answers is reported in the cell, and later cells fail at once with that news
-  instead of hanging, until a restart replaces it.
 """
 
 from __future__ import annotations

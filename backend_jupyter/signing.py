@@ -5,7 +5,7 @@ Both build the same string to sign::
 
     METHOD\\npath?query\\ndate\\nhost:<host>\\ncontent-type:<mime>\\nx-backendai-version:<ver>\\n<body hash>
 
-and derive the key chain ``HMAC(HMAC(secret, yyyymmdd), host)``.  Era rules (PROTOCOL.md §1):
+and derive the key chain ``HMAC(HMAC(secret, yyyymmdd), host)``.  Era rules (docs/protocol.md, "Signing"):
 
 * API versions below ``v4.20181215`` hash the real request body (multipart bodies hash as b'');
   later versions always hash ``b''``.

@@ -16,7 +16,7 @@ SK = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 DATE = "2024-03-15T09:12:33.123456+00:00"
 HOST = "127.0.0.1:8081"
 
-# PROTOCOL.md §1 test vectors A, B, C.
+# The test vectors A, B, C of docs/protocol.md, "Signing".
 KNOWN = [
     ("POST", "/session", "application/json", "v6.20220315", b"",
      "bf69a7222b19c09467067311832c089232bb7463440f2688735b230d77996ae9"),

@@ -6,7 +6,7 @@ log must stay free of secrets.
 
 Properties of the protocol that these tests document rather than "fix":
 
-* From ``v4.20181215`` on, the signature hashes ``b''`` instead of the body (PROTOCOL.md §1), so a
+* From ``v4.20181215`` on, the signature hashes ``b''`` instead of the body (docs/protocol.md, "Signing"), so a
   captured signature can be replayed with another body for the same method, path, date and
   version within the 15-minute window.  The v2 era signed the body and refuses such replays.
 * Transfer tokens from ``request-upload``/``request-download`` are bearer capabilities (the

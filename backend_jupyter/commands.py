@@ -1,0 +1,201 @@
+"""The ``%backend_*`` commands as one table: their subcommands, options and help, declared once.
+
+Parsing knows nothing of IPython: :func:`parse` takes a command name and its argument line and
+returns an ``argparse.Namespace`` (or raises :class:`CommandError` with the usage), so the magics
+and, later, the kernel's own in-cell commands share the table.  ``%backend_help`` and every usage
+message are generated from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import textwrap
+from collections.abc import Callable
+
+SUMMARY = "Backend.AI commands (backend_jupyter)"
+FOOTER = """\
+Sessions these commands create are destroyed when IPython exits, unless created with --keep;
+attached sessions are never destroyed.  Every new session mounts BACKEND_VFOLDER_MOUNTS plus -m."""
+
+
+class CommandError(ValueError):
+    """A usage error: what was wrong and the usage of the command."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser that raises :class:`CommandError` instead of exiting."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("add_help", False)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise CommandError(f"{message}\n{self.format_usage().rstrip()}")
+
+    def exit(self, status: int = 0, message: str | None = None):
+        raise CommandError(message or self.format_usage().rstrip())
+
+
+def session_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a new session."""
+    parser.add_argument("--image", default=None, help="session image (default: python)")
+    parser.add_argument("-m", "--mount", action="append", metavar="FOLDER[:ALIAS]", help="mount a vfolder (repeatable)")
+    parser.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="environment variable (repeatable)")
+    parser.add_argument("-r", "--resource", action="append", metavar="SLOT=VALUE", help="resource slot (repeatable)")
+    parser.add_argument("--keep", action="store_true", help="keep the session when IPython exits")
+
+
+def _run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--session", dest="name", default=None, help="session name (default: the current session)")
+    session_options(p)
+    p.add_argument("-i", "--input", dest="inputs", action="append", metavar="VAR", help="send a local variable")
+    p.add_argument("-o", "--output", dest="outputs", action="append", metavar="VAR", help="bring a remote variable back")
+    p.add_argument("--allow-pickle", action="store_true", help="allow pickle for values that have no safe format")
+    p.add_argument("--batch", action="store_true", help="batch mode: upload, build, exec")
+    p.add_argument("-u", "--upload", action="append", metavar="PATH", help="file or directory to upload (batch)")
+    p.add_argument("--clean", default=None, metavar="CMD", help="batch clean command")
+    p.add_argument("--build", default=None, metavar="CMD", help="batch build command ('*' = the image's default)")
+    p.add_argument("--exec", dest="exec_", default=None, metavar="CMD", help="batch exec command")
+    p.add_argument("code", nargs="*", help="code to run (line form)")
+
+
+def _session(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    sub.required = True
+    sub.add_parser("list", help="the sessions of this key (and those this IPython knows)")
+    for name, text in (("info", "a session's image, status, age and mounts"), ("logs", "a session's kernel log"),
+                       ("restart", "reset a session's interpreter (files stay); replaces it where it cannot")):
+        sub.add_parser(name, help=text).add_argument("name", nargs="?", metavar="NAME")
+    new = sub.add_parser("new", help="start a session and make it the current one")
+    new.add_argument("name", metavar="NAME")
+    session_options(new)
+    for name, text in (("attach", "use a running session (never destroyed by this IPython)"),
+                       ("use", "make a known session the current one"), ("destroy", "destroy a session")):
+        sub.add_parser(name, help=text).add_argument("name", metavar="NAME")
+
+
+def _vfolder(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    sub.required = True
+    sub.add_parser("list", help="the vfolders of this key")
+    for name, text in (("create", "create a vfolder"), ("delete", "delete a vfolder")):
+        sub.add_parser(name, help=text).add_argument("folder", metavar="NAME")
+    ls = sub.add_parser("ls", help="list a directory of a vfolder")
+    ls.add_argument("folder", metavar="NAME")
+    ls.add_argument("path", nargs="?", default=".", metavar="PATH")
+    mkdir = sub.add_parser("mkdir", help="make a directory in a vfolder")
+    mkdir.add_argument("folder", metavar="NAME")
+    mkdir.add_argument("path", metavar="PATH")
+    for name, text in (("upload", "copy local files into a vfolder"), ("download", "copy files out of a vfolder")):
+        transfer = sub.add_parser(name, help=text)
+        transfer.add_argument("folder", metavar="NAME")
+        transfer.add_argument("files", nargs="+", metavar="FILE")
+        transfer.add_argument("--dest", default=None, metavar="DIR", help="destination directory")
+
+
+def _upload(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-s", "--session", dest="name", default=None, metavar="NAME", help="session (default: current)")
+
+
+def _download(p: argparse.ArgumentParser) -> None:
+    _upload(p)
+    p.add_argument("--dest", default=None, metavar="DIR", help="local destination directory (default: .)")
+
+
+def _help(p: argparse.ArgumentParser) -> None:
+    p.add_argument("command", nargs="?", metavar="COMMAND", help="one command's help")
+
+
+# name → (how to declare its arguments, what it does)
+TABLE: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = {
+    "backend_run": (_run, "Run code on a Backend.AI session (created on first use, reused after), streaming its "
+                          "output; input() shows an input box, the stop button interrupts the remote run. "
+                          "-i/-o move variables (JSON-able values, bytes, NumPy arrays, pandas DataFrames; pickle "
+                          "only with --allow-pickle). --batch uploads files and runs clean/build/exec steps; the "
+                          "cell body, if any, is the exec command."),
+    "backend_session": (_session, "Manage compute sessions."),
+    "backend_vfolder": (_vfolder, "Manage vfolders (virtual folders of Backend.AI storage)."),
+    "backend_upload": (_upload, "Copy local files (directories recursively) into the session's work directory."),
+    "backend_download": (_download, "Copy files from the session's work directory."),
+    "backend_config": (lambda p: None, "The effective configuration and where each value came from."),
+    "backend_help": (_help, "This help."),
+}
+CELL_COMMANDS = frozenset({"backend_run"})  # also a cell magic: the cell is its body
+
+
+def parser(command: str) -> argparse.ArgumentParser:
+    declare, description = TABLE[command]
+    p = _Parser(prog=("%%" if command in CELL_COMMANDS else "%") + command, description=description)
+    declare(p)
+    return p
+
+
+def split(line: str) -> list[str]:
+    """The words of an argument line, split like a shell does."""
+    try:
+        return shlex.split(line)
+    except ValueError as e:
+        raise CommandError(f"Cannot parse the arguments: {e}") from None
+
+
+def parse(command: str, line: str | list[str]) -> argparse.Namespace:
+    """``line``'s arguments of ``command``, or :class:`CommandError` with its usage."""
+    return parser(command).parse_args(split(line) if isinstance(line, str) else line)
+
+
+def help_text(command: str | None = None) -> str:
+    """``%backend_help``: every command's usage and purpose (``command``: its full help)."""
+    if command:
+        name = command.lstrip("%")
+        if name not in TABLE:
+            raise CommandError(f"No command {command!r}; the commands: {', '.join('%' + n for n in TABLE)}")
+        return parser(name).format_help()
+    parts = [SUMMARY, ""]
+    for name, (_, description) in TABLE.items():
+        p = parser(name)
+        parts.append("  " + p.format_usage().removeprefix("usage: ").rstrip())
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    parts.append(f"      {sub.format_usage().removeprefix('usage: ').rstrip()}")
+        parts.append(textwrap.fill(description, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
+        parts.append("")
+    parts.append(FOOTER)
+    parts.append("%backend_help COMMAND shows one command's options.")
+    return "\n".join(parts)
+
+
+def pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"{flag} {item!r}: use KEY=VALUE")
+        out[key] = value
+    return out
+
+
+_TOKEN = re.compile(r"""(?:'[^']*'|"[^"]*"|[^\s'"])+""")
+
+
+def split_options(line: str, command: str) -> tuple[str, str]:
+    """A line magic's options and its code: ``--image x -m f print('hi')`` → (``--image x -m f``,
+    ``print('hi')``); the code is taken verbatim."""
+    p = parser(command)
+    takes_value = {opt for action in p._actions if action.nargs is None and action.option_strings
+                   for opt in action.option_strings}
+    expect_value = False
+    for match in _TOKEN.finditer(line):
+        token = match.group(0)
+        if expect_value:
+            expect_value = False
+        elif token.startswith("-"):
+            expect_value = token in takes_value
+        else:
+            return line[: match.start()], line[match.start():]
+    return line, ""

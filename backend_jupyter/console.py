@@ -1,0 +1,261 @@
+"""The magics' side of a Backend.AI connection, in a local IPython: the client, its sessions, and
+cells run through the driver.
+
+The asyncio client runs on a background thread of its own (the IPython kernel's event loop is busy
+running the cell).  :meth:`Console.run` drives a cell there with :func:`backend_jupyter.driver.drive`;
+the driver's sink hands every output, display and input request back to the main thread, which
+prints, displays and asks the user, so output lands in the right cell and Ctrl-C / the stop button
+arrive where they should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import queue
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+
+from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.display import clear_output, display
+
+from .client import APIClient, BackendError, ComputeSession, VFolder
+from .commands import CommandError
+from .config import Config, parse_mounts
+from .display import RichOutput
+from .driver import NO_STDIN, CellRun, drive
+from .embedded import resolve_config
+from .execution import InputRequest, Outcome, StepFinished
+from .kernelspecs import is_python
+from .managed import ManagedSession, destroy_at_exit
+from .remote import ADAPTER_MISSING
+from .variables import VariableError
+from .widgets import Progress
+
+DONE = object()
+DRAIN_SECONDS = 15.0
+
+
+class LoopThread:
+    """An asyncio loop on a daemon thread; ``run`` submits a coroutine and waits for it."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="backend-jupyter-client", daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Coroutine):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine, timeout: float | None = None):
+        return self.submit(coro).result(timeout)
+
+    def call(self, fn, *args) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+def show_output(output: RichOutput) -> None:
+    """A remote rich output, shown in this IPython as the remote one showed it."""
+    if output.output_type == "clear_output":
+        clear_output(wait=output.wait)
+        return
+    display(output.data, raw=True, metadata=output.metadata or None, display_id=output.display_id,
+            update=output.output_type == "update_display_data")
+
+
+class QueueSink:
+    """The driver's sink here: called on the client thread, it queues everything, in order, for
+    the main thread (see :meth:`Console.run`)."""
+
+    def __init__(self, events: queue.Queue):
+        self.events = events
+
+    def output(self, stream: str, text: str) -> None:
+        if text:
+            self.events.put(("output", stream, text))
+
+    def display(self, output: RichOutput) -> None:
+        self.events.put(("display", output))
+
+    async def ask(self, request: InputRequest, run: CellRun) -> None:
+        self.events.put(("ask", request))  # answered from the main thread; the run waits for it
+
+    def step(self, event: StepFinished) -> None:
+        self.events.put(("output", "stderr", f"[{event.status}: exit code {event.exit_code}]\n"))
+
+    def flush(self) -> None:
+        pass
+
+
+class Console:
+    """The client, the sessions of this IPython by name (one of them current), and cells run on
+    them.  Errors of the client become one readable line (:class:`UsageError`)."""
+
+    def __init__(self, *, display_adapter=lambda: True):
+        self.runner = LoopThread()
+        self.client: APIClient | None = None
+        self.config: Config | None = None
+        self.sessions: dict[str, ManagedSession] = {}
+        self.default_name = f"ipython-{secrets.token_hex(4)}"
+        self.current = self.default_name
+        self.image = "python"
+        self.display_adapter = display_adapter  # read when a session opens (a traitlet of the magics)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def api(self) -> APIClient:
+        if self.client is None:
+            config, server = resolve_config(Config.from_env())
+            if server is not None:
+                print(server.notice(), file=sys.stderr)
+            client = APIClient(config, user_agent="backend_jupyter-magics")
+            self.runner.run(client.open(), timeout=60)
+            self.client, self.config = client, config
+        return self.client
+
+    def call(self, coro: Coroutine, timeout: float | None = 600):
+        """Run a client coroutine; errors become one readable line (no local traceback)."""
+        try:
+            return self.runner.run(coro, timeout)
+        except KeyboardInterrupt:
+            raise
+        except (BackendError, VariableError, CommandError) as e:
+            raise UsageError(str(e)) from None
+
+    def session(self, name: str | None = None, *, image: str | None = None, mounts: list[str] | None = None,
+                environ: dict | None = None, resources: dict | None = None, keep: bool = False,
+                create: bool = True, attach: bool = False) -> ManagedSession:
+        """The session ``name`` (default: the current one), opened on first use unless ``create``
+        is False; ``attach``: a running session that is never ours."""
+        name = name or self.current
+        managed = self.sessions.get(name)
+        if managed is not None and not managed.gone and not attach:
+            return managed
+        if not create:
+            raise UsageError(f"No session {name!r} in this IPython; see %backend_session list")
+        api = self.api()
+        extra = list(parse_mounts(",".join(mounts or []), "-m"))
+        missing = [m.name for m in extra if not self.call(VFolder(api, m.name).exists())]
+        if missing:
+            raise UsageError(f"No such vfolder: {', '.join(missing)} (create it with %backend_vfolder create NAME)")
+        image = image or self.image
+        progress = Progress(f"{'Attaching to' if attach else 'Starting'} session {name}")
+        try:
+            managed = self.call(ManagedSession.open(
+                api, image, name, python=is_python(image), adapter=self.display_adapter(), mounts=extra,
+                environ=environ, resources=resources, keep=keep, attach=attach))
+        except BaseException:
+            progress.finish(ok=False)
+            raise
+        if attach:
+            progress.finish(note=f"attached ({managed.session.image}); this IPython will not destroy it")
+        else:
+            progress.finish(note=("started" if managed.session.created else "attached to existing session")
+                            + f" ({managed.session.image})")
+        if is_python(image) and self.display_adapter() and not managed.adapter:
+            print(ADAPTER_MISSING, file=sys.stderr)
+        self.sessions[name] = managed
+        return managed
+
+    def forget(self, name: str) -> None:
+        self.sessions.pop(name, None)
+        if name == self.current:
+            self.current = self.default_name
+            print(f"The current session is now {self.current} (created on the next run).")
+
+    def close(self) -> None:
+        """At exit: destroy the sessions we created (unless kept), close the client."""
+        if self.client is not None:
+            names = [m.name for m in self.sessions.values() if m.owned and not m.keep and not m.gone]
+            destroy_at_exit(self.config, names)
+            try:
+                self.runner.run(self.client.close(), timeout=10)
+            except Exception:
+                pass
+        self.sessions.clear()
+        self.client = None
+        self.runner.stop()
+
+    # -- running code ----------------------------------------------------------------------------
+    def run(self, managed: ManagedSession, code: str, *, mode: str = "query", options=None,
+            show: bool = True) -> tuple[Outcome, str]:
+        """Run and relay on this (the main) thread; returns (outcome, stdout if not ``show``)."""
+        events: queue.Queue = queue.Queue()
+        cell = CellRun()
+        remedy = (f"To replace it, run: %backend_session restart {managed.name}" if managed.owned
+                  else "If it stays so, ask its owner to restart it.")
+        future = self.runner.submit(drive(managed, code, QueueSink(events), cell, remedy=remedy, mode=mode,
+                                          options=options, refusal_hint=f"replace it with %backend_session "
+                                          f"restart {managed.name}"))
+        future.add_done_callback(lambda _: events.put(DONE))
+        captured: list[str] = []
+        deadline = None
+        request = None
+        while True:
+            try:
+                item = events.get(timeout=0.1)
+                if item is DONE:
+                    break
+                request = item[1] if item[0] == "ask" else None
+                self._relay(item, managed.session, show, captured)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    future.cancel()  # the remote run did not stop: stop waiting for it
+                    break
+            except KeyboardInterrupt:
+                cell.interrupted = True
+                deadline = self._interrupt(managed.session, request)
+        if future.cancelled() or not future.done():
+            outcome = Outcome(False, "KeyboardInterrupt", "Interrupted")
+        else:
+            outcome = future.result()
+        if managed.gone:
+            self.sessions = {k: v for k, v in self.sessions.items() if v is not managed}
+        if cell.interrupted and not outcome.ok:
+            raise KeyboardInterrupt("Interrupted: the remote run was stopped")
+        return outcome, "".join(captured)
+
+    def _relay(self, item: tuple, session: ComputeSession, show: bool, captured: list[str]) -> None:
+        kind, value = item[0], item[-1]
+        if kind == "output":
+            stream = item[1]
+            if stream == "stdout" and not show:
+                captured.append(value)
+            else:
+                target = sys.stdout if stream == "stdout" else sys.stderr
+                target.write(value)
+                target.flush()
+        elif kind == "display":
+            if show:
+                show_output(value)
+        elif kind == "ask":
+            self._answer(session, value)
+
+    def _answer(self, session: ComputeSession, request: InputRequest) -> None:
+        try:
+            text = getpass.getpass(request.prompt) if request.password else input(request.prompt)
+        except StdinNotImplementedError:
+            self.runner.call(request.cancel)
+            self.call(session.interrupt())
+            print(NO_STDIN, end="", file=sys.stderr)
+            return
+        except (KeyboardInterrupt, EOFError):
+            self.runner.call(request.cancel)
+            raise KeyboardInterrupt from None
+        self.runner.call(request.answer, text)
+
+    def _interrupt(self, session: ComputeSession, request: InputRequest | None = None) -> float:
+        if request is not None:
+            self.runner.call(request.cancel)
+        try:
+            self.runner.run(session.interrupt(), timeout=10)
+        except Exception as e:
+            print(f"Could not interrupt the remote run: {e}", file=sys.stderr)
+        return time.monotonic() + DRAIN_SECONDS
