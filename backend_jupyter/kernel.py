@@ -124,6 +124,38 @@ class KernelSink:
         pass  # the kernel runs no batch jobs
 
 
+class InputHistory:
+    """The inputs of this kernel process's stored cells, for history requests (a console's
+    up-arrow, ``%history`` in it); the remote interpreter's own history stays remote."""
+
+    def __init__(self, limit: int = HISTORY_LIMIT):
+        self.entries: deque[tuple[int, str]] = deque(maxlen=limit)  # (execution count, code)
+
+    def add(self, count: int, code: str) -> None:
+        self.entries.append((count, code))
+
+    def query(self, access: str, *, output: bool = False, session=None, start=None, stop=None, n=None,
+              pattern=None, unique: bool = False) -> list[tuple]:
+        """``tail`` (the last ``n``), ``range`` (execution counts ``start`` to ``stop``, exclusive)
+        and ``search`` (a glob ``pattern``), as ``(session, count, input)`` triples."""
+        entries = list(self.entries)
+        if access == "tail":
+            picked = entries[-n:] if n else entries
+        elif access == "range":
+            first, last = start or 0, stop
+            picked = [] if session not in (None, 0, HISTORY_SESSION) else [
+                (count, code) for count, code in entries if count >= first and (last is None or count < last)]
+        elif access == "search":
+            picked = [(count, code) for count, code in entries if fnmatch.fnmatchcase(code, pattern or "*")]
+            if unique:
+                last_of = {code: count for count, code in picked}
+                picked = [(count, code) for count, code in picked if last_of[code] == count]
+            picked = picked[-n:] if n else picked
+        else:
+            picked = []
+        return [(HISTORY_SESSION, count, (code, None) if output else code) for count, code in picked]
+
+
 class StatusLine:
     """Session start-up messages in the cell: one display that is updated in place."""
 
@@ -186,7 +218,7 @@ class BackendKernel(Kernel):
         self._shell_loop: asyncio.AbstractEventLoop | None = None
         self._config: Config | None = None
         self._restarting = False
-        self._history: deque[tuple[int, str]] = deque(maxlen=HISTORY_LIMIT)  # (execution count, code)
+        self._history = InputHistory()
         self._register_comms()
         atexit.register(self._destroy_at_exit)
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -285,7 +317,7 @@ class BackendKernel(Kernel):
         self._allow_stdin = allow_stdin
         self._shell_loop = asyncio.get_running_loop()
         if store_history and not silent and code.strip():
-            self._history.append((self.execution_count, code))
+            self._history.add(self.execution_count, code)
         cell = Cell(task=asyncio.current_task())
         self._cell = cell
         sink = KernelSink(self, self.stream_flush_interval, silent=silent, allow_stdin=allow_stdin)
@@ -433,25 +465,9 @@ class BackendKernel(Kernel):
     # -- history ----------------------------------------------------------------------------------
     async def do_history(self, hist_access_type, output, raw, session=None, start=None, stop=None, n=None,
                          pattern=None, unique=False):
-        """The inputs of this kernel process's stored cells: ``tail`` (the last ``n``), ``range``
-        (execution counts ``start`` to ``stop``, exclusive) and ``search`` (a glob ``pattern``)."""
-        entries = list(self._history)
-        if hist_access_type == "tail":
-            picked = entries[-n:] if n else entries
-        elif hist_access_type == "range":
-            first, last = start or 0, stop
-            picked = [] if session not in (None, 0, HISTORY_SESSION) else [
-                (count, code) for count, code in entries if count >= first and (last is None or count < last)]
-        elif hist_access_type == "search":
-            picked = [(count, code) for count, code in entries if fnmatch.fnmatchcase(code, pattern or "*")]
-            if unique:
-                last_of = {code: count for count, code in picked}
-                picked = [(count, code) for count, code in picked if last_of[code] == count]
-            picked = picked[-n:] if n else picked
-        else:
-            picked = []
-        return {"status": "ok", "history": [
-            (HISTORY_SESSION, count, (code, None) if output else code) for count, code in picked]}
+        return {"status": "ok", "history": self._history.query(
+            hist_access_type, output=output, session=session, start=start, stop=stop, n=n, pattern=pattern,
+            unique=unique)}
 
     # -- completion, inspection, is_complete -------------------------------------------------------
     async def do_complete(self, code, cursor_pos):
