@@ -196,6 +196,17 @@ async def run_cell(
             yield event
 
 
+async def _answered(result: dict, answers: list[str]) -> AsyncIterator[Event]:
+    """The events of one execution result; waits for the front-end to answer an input request
+    and puts the answer in ``answers`` (none when it was cancelled)."""
+    for event in result_events(result):
+        yield event
+        if isinstance(event, InputRequest):
+            answer = await event.wait()
+            if answer is not None:
+                answers.append(answer)
+
+
 async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> AsyncIterator[Event]:
     # Our own run id (the protocol lets the client choose it): known even when the first call fails.
     run_id = secrets.token_hex(8)
@@ -210,17 +221,13 @@ async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> A
             return
         while True:
             run_id = result.get("runId") or run_id
-            next_mode, text = "continue", ""
-            for event in result_events(result):
+            answers: list[str] = []
+            async for event in _answered(result, answers):
                 yield event
                 if isinstance(event, (Finished, RunFailed)):
                     return
-                if isinstance(event, InputRequest):
-                    answer = await event.wait()
-                    if answer is not None:
-                        next_mode, text = "input", answer
             try:
-                result = await session.execute(next_mode, text, run_id)
+                result = await session.execute(*(("input", answers[-1]) if answers else ("continue", "")), run_id)
             except ServerError as e:
                 yield RunFailed(await _release(session, run_id, e))
                 return
@@ -282,14 +289,13 @@ async def _run_ws(session: ComputeSession, ws: aiohttp.ClientWebSocketResponse, 
             if status in ("error", "server-restarting"):
                 yield RunFailed(RunLost(f"The server stopped the run: {data.get('msg') or status}"))
                 return
-            for event in result_events(data):
+            answers: list[str] = []
+            async for event in _answered(data, answers):
                 yield event
                 if isinstance(event, (Finished, RunFailed)):
                     return
-                if isinstance(event, InputRequest):
-                    answer = await event.wait()
-                    if answer is not None:
-                        await ws.send_str(answer)
+            for answer in answers:
+                await ws.send_str(answer)
         yield RunFailed(RunLost("The connection to the run closed before it finished"))
     except asyncio.CancelledError:
         await asyncio.shield(_abort_ws(session, ws))
