@@ -236,79 +236,68 @@ class APIClient:
         read_timeout: float | None = None,
     ) -> Any:
         """Send a signed request; returns decoded JSON (``expect="json"``), ``bytes``, nothing
-        (``"none"``) or multipart parts (``"parts"``).  Raises a :class:`BackendError`."""
+        (``"none"``) or multipart parts (``"parts"``).  Raises a :class:`BackendError`.  Idempotent
+        calls are retried with backoff on connection errors and retryable statuses."""
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "OPTIONS", "DELETE")
         rel = self.rel_url(path, params)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connection_timeout or None,
+                                        sock_read=read_timeout) if read_timeout else None
         attempt = 0
         while True:
-            body: Any = None
-            if form is not None:
-                body, ctype = form(), "multipart/form-data"
-                headers = self.sign(method, rel, ctype)
-            elif json is not None:
-                body, ctype = dumpb(json), "application/json"
-                headers = {**self.sign(method, rel, ctype, body), "Content-Type": ctype}
-            else:
-                ctype = "text/plain"
-                headers = {**self.sign(method, rel, ctype), "Content-Type": ctype}
+            body, headers = self._signed_body(method, rel, json, form)
             url = URL(self.endpoint + rel, encoded=True)
             try:
-                timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connection_timeout or None,
-                                                sock_read=read_timeout) if read_timeout else None
                 async with self.http.request(method, url, data=body, headers=headers, ssl=self.ssl,
                                              **({"timeout": timeout} if timeout else {})) as resp:
                     if resp.status >= 400:
-                        error = error_from_response(
-                            resp.status, await resp.text(errors="replace"),
-                            retry_after=_retry_after(resp.headers), method=method, path=path,
-                        )
-                        raise error
-                    if expect == "parts":  # multipart/mixed: [(part headers, bytes)]
-                        reader = aiohttp.MultipartReader.from_response(resp)
-                        parts = []
-                        while (part := await reader.next()) is not None:
-                            parts.append((dict(part.headers), bytes(await part.read(decode=False))))
-                        return parts
-                    if resp.status == 204 or expect == "none":
-                        await resp.read()
-                        return None
-                    if expect == "bytes":
-                        return await resp.read()
-                    raw = await resp.read()
-                    if not raw:
-                        return None
-                    try:
-                        return loads(raw)
-                    except ValueError:
-                        return raw.decode(resp.get_encoding(), errors="replace")
-            except RateLimited as e:
-                if attempt + 1 >= MAX_ATTEMPTS:
-                    raise
-                delay = e.retry_after if e.retry_after is not None else backoff_delay(attempt)
-            except BackendAPIError as e:
-                if not (idempotent and e.status in RETRYABLE_STATUS) or attempt + 1 >= MAX_ATTEMPTS:
-                    raise
-                delay = backoff_delay(attempt)
-            except aiohttp.ClientConnectorError as e:
-                # Never connected: the request did not reach any server, so any call may be re-sent.
-                self._rotate_endpoint()
-                if attempt + 1 >= MAX_ATTEMPTS:
-                    raise self._connection_error(e) from None
-                delay = backoff_delay(attempt)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, OSError) as e:
-                if not isinstance(e, asyncio.TimeoutError):
-                    await self._reset_connections()
-                if not idempotent or attempt + 1 >= MAX_ATTEMPTS:
-                    error = self._connection_error(e)
-                    if not idempotent:
-                        error.hint = ("the request may or may not have been carried out; "
-                                      "it was not repeated so that nothing runs twice")
-                    raise error from None
-                delay = backoff_delay(attempt)
+                        raise error_from_response(resp.status, await resp.text(errors="replace"),
+                                                  retry_after=_retry_after(resp.headers), method=method, path=path)
+                    return await _read_response(resp, expect)
+            except (BackendAPIError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                delay = await self._retry_delay(e, attempt, idempotent)
             log.debug("retrying %s %s in %.2fs (attempt %d)", method, path, delay, attempt + 2)
             await asyncio.sleep(delay)
             attempt += 1
+
+    def _signed_body(self, method: str, rel: str, json: Any, form) -> tuple[Any, dict[str, str]]:
+        """The request body (built anew for each attempt) and its signed headers."""
+        if form is not None:
+            return form(), self.sign(method, rel, "multipart/form-data")
+        if json is not None:
+            body, ctype = dumpb(json), "application/json"
+            return body, {**self.sign(method, rel, ctype, body), "Content-Type": ctype}
+        return None, {**self.sign(method, rel, "text/plain"), "Content-Type": "text/plain"}
+
+    async def _retry_delay(self, error: Exception, attempt: int, idempotent: bool) -> float:
+        """Seconds to wait before trying ``error``'s request again, or raise what the caller sees."""
+        last = attempt + 1 >= MAX_ATTEMPTS
+        if isinstance(error, RateLimited):
+            if last:
+                raise error
+            return error.retry_after if error.retry_after is not None else backoff_delay(attempt)
+        if isinstance(error, BackendAPIError):
+            if not (idempotent and error.status in RETRYABLE_STATUS) or last:
+                raise error
+            return backoff_delay(attempt)
+        if isinstance(error, aiohttp.ClientConnectorError):
+            # Never connected: the request did not reach any server, so any call may be re-sent.
+            self._rotate_endpoint()
+            if last:
+                raise self._connection_error(error) from None
+            return backoff_delay(attempt)
+        if not isinstance(error, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError,
+                                  OSError)):
+            raise error
+        if not isinstance(error, asyncio.TimeoutError):
+            await self._reset_connections()
+        if not idempotent or last:
+            failure = self._connection_error(error)
+            if not idempotent:
+                failure.hint = ("the request may or may not have been carried out; "
+                                "it was not repeated so that nothing runs twice")
+            raise failure from None
+        return backoff_delay(attempt)
 
     async def ws_connect(self, path: str, params: dict | None = None) -> aiohttp.ClientWebSocketResponse:
         rel = self.rel_url(path, params)
@@ -326,3 +315,25 @@ class APIClient:
             raise self._connection_error(e) from None
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as e:
             raise self._connection_error(e) from None
+
+
+async def _read_response(resp: aiohttp.ClientResponse, expect: str) -> Any:
+    """A successful response's body as ``expect`` says."""
+    if expect == "parts":  # multipart/mixed: [(part headers, bytes)]
+        reader = aiohttp.MultipartReader.from_response(resp)
+        parts = []
+        while (part := await reader.next()) is not None:
+            parts.append((dict(part.headers), bytes(await part.read(decode=False))))
+        return parts
+    if resp.status == 204 or expect == "none":
+        await resp.read()
+        return None
+    raw = await resp.read()
+    if expect == "bytes":
+        return raw
+    if not raw:
+        return None
+    try:
+        return loads(raw)
+    except ValueError:
+        return raw.decode(resp.get_encoding(), errors="replace")
