@@ -117,8 +117,46 @@ class KernelSink:
             self.kernel.send_response(self.kernel.iopub_socket, output.output_type,
                                       output.content(self.kernel.execution_count))
 
-    async def ask(self, request: InputRequest, run: CellRun) -> None:
-        await self.kernel._answer(run, request, self.allow_stdin)
+    async def ask(self, request: InputRequest, cell: Cell) -> None:
+        """Show the front-end's input box (stdin channel); without one, interrupt the run."""
+        if not self.allow_stdin:
+            request.cancel()
+            self.flush()
+            self.kernel.send_response(self.kernel.iopub_socket, "stream", {"name": "stderr", "text": NO_STDIN})
+            cell.interrupted = True
+            await cell.session.interrupt()
+            return
+        cell.input_request = request
+        try:
+            value = await self._read_stdin(request.prompt, request.password, cell.stdin_cancel)
+        finally:
+            cell.input_request = None
+        if value is None:
+            request.cancel()
+        else:
+            request.answer("" if value == "\x04" else value)
+
+    async def _read_stdin(self, prompt: str, password: bool, cancel: asyncio.Event) -> str | None:
+        """Ask the front-end for a line without blocking the event loop; None when abandoned.
+        Stale replies (to an abandoned request) are purged before each new request."""
+        kernel = self.kernel
+        socket = kernel.stdin_socket
+        while True:
+            try:
+                socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        kernel.session.send(socket, "input_request", {"prompt": prompt, "password": password},
+                            kernel.get_parent("shell"), ident=kernel._get_shell_context_var(kernel._shell_parent_ident))
+        while not cancel.is_set():
+            if socket.poll(0):
+                _ident, reply = kernel.session.recv(socket, zmq.NOBLOCK)
+                if reply is not None and reply.get("msg_type", reply.get("header", {}).get("msg_type")) == "input_reply":
+                    return str(reply["content"].get("value", ""))
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(cancel.wait(), STDIN_POLL)
+        return None
 
     def step(self, event: StepFinished) -> None:
         pass  # the kernel runs no batch jobs
@@ -359,44 +397,6 @@ class BackendKernel(Kernel):
         if not silent:
             self.send_response(self.iopub_socket, "error", content)
         return {"status": "error", "execution_count": self.execution_count, **content}
-
-    # -- stdin -----------------------------------------------------------------------------------
-    async def _answer(self, cell: Cell, request: InputRequest, allow_stdin: bool) -> None:
-        if not allow_stdin:
-            request.cancel()
-            self.send_response(self.iopub_socket, "stream", {"name": "stderr", "text": NO_STDIN})
-            cell.interrupted = True
-            await cell.session.interrupt()
-            return
-        cell.input_request = request
-        try:
-            value = await self._read_stdin(request.prompt, request.password, cell.stdin_cancel)
-        finally:
-            cell.input_request = None
-        if value is None:
-            request.cancel()
-        else:
-            request.answer("" if value == "\x04" else value)
-
-    async def _read_stdin(self, prompt: str, password: bool, cancel: asyncio.Event) -> str | None:
-        """Ask the front-end for a line without blocking the event loop; None when abandoned.
-        Stale replies (to an abandoned request) are purged before each new request."""
-        while True:
-            try:
-                self.stdin_socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-        self.session.send(self.stdin_socket, "input_request", {"prompt": prompt, "password": password},
-                          self.get_parent("shell"), ident=self._get_shell_context_var(self._shell_parent_ident))
-        while not cancel.is_set():
-            if self.stdin_socket.poll(0):
-                _ident, reply = self.session.recv(self.stdin_socket, zmq.NOBLOCK)
-                if reply is not None and reply.get("msg_type", reply.get("header", {}).get("msg_type")) == "input_reply":
-                    return str(reply["content"].get("value", ""))
-                continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(cancel.wait(), STDIN_POLL)
-        return None
 
     # -- interrupt, shutdown ---------------------------------------------------------------------
     async def interrupt_request(self, stream, ident, parent):
