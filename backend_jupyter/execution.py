@@ -210,33 +210,27 @@ async def _answered(result: dict, answers: list[str]) -> AsyncIterator[Event]:
 async def _run_poll(session: ComputeSession, code: str, mode: str, options) -> AsyncIterator[Event]:
     # Our own run id (the protocol lets the client choose it): known even when the first call fails.
     run_id = secrets.token_hex(8)
+    call: tuple[str, str, Any] = (mode, code, options)
+    started = False
     try:
-        try:
-            result = await session.execute(mode, code, run_id, options)
-        except ServerError as e:
-            yield RunFailed(await _release(session, run_id, e))
-            return
-        except BackendError as e:
-            yield RunFailed(e)
-            return
         while True:
+            try:
+                result = await session.execute(call[0], call[1], run_id, call[2])
+            except ServerError as e:
+                yield RunFailed(await _release(session, run_id, e))
+                return
+            except BackendError as e:  # once the run started, a lost connection loses the run
+                lost = started and not isinstance(e, BackendAPIError)
+                yield RunFailed(RunLost(f"Lost contact with the run: {e.message}") if lost else e)
+                return
+            started = True
             run_id = result.get("runId") or run_id
             answers: list[str] = []
             async for event in _answered(result, answers):
                 yield event
                 if isinstance(event, (Finished, RunFailed)):
                     return
-            try:
-                result = await session.execute(*(("input", answers[-1]) if answers else ("continue", "")), run_id)
-            except ServerError as e:
-                yield RunFailed(await _release(session, run_id, e))
-                return
-            except BackendAPIError as e:
-                yield RunFailed(e)
-                return
-            except BackendError as e:
-                yield RunFailed(RunLost(f"Lost contact with the run: {e.message}"))
-                return
+            call = ("input", answers[-1], None) if answers else ("continue", "", None)
     except asyncio.CancelledError:
         await asyncio.shield(_abort_poll(session, run_id))
         raise
