@@ -32,6 +32,7 @@ OUTPUT_MARK = "backend_jupyter"
 OUTPUT_LIMIT = 16 * 1024 * 1024
 
 # -- names -----------------------------------------------------------------------------------------
-SESSION_NAME_RE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
-VFOLDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$")
-RUN_ID_RE = re.compile(r"^[\w.:-]{1,64}$", re.ASCII)
+# (``\Z``, not ``$``: a name may not end in a newline)
+SESSION_NAME_RE = re.compile(r"^(?=.{4,64}\Z)\w[\w.-]*\w\Z", re.ASCII)
+VFOLDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}\Z")
+RUN_ID_RE = re.compile(r"^[\w.:-]{1,64}\Z", re.ASCII)

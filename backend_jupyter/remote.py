@@ -88,14 +88,14 @@ _ADAPTER_BODY = """\
         return str(value)
 
     def size(n):
-        return '%.1f MB' % (n / 1e6) if n >= 1e6 else '%d kB' % (n // 1000)
+        return '%.2f MiB' % (n / 2**20)
 
     def envelope(output):
         text = json.dumps({'type': mime, 'data': output}, default=default)
         if len(text) > limit:
             note = ('[This output (%s) is larger than the %s a Backend.AI session sends for one output; '
                     'it was not sent. Save it to a file and download it, or show a part of it.]'
-                    % (size(len(text)), size(limit)))
+                    % (size(len(text)), '%g MiB' % (limit / 2**20)))
             output = dict(output, data={'text/plain': note}, metadata={})
             text = json.dumps({'type': mime, 'data': output}, default=default)
         return text

@@ -82,7 +82,7 @@ def check_big_table(result) -> None:
 def check_too_big(result) -> None:
     assert result.status == "ok", result.reply
     [shown] = [c["data"] for c in result.of("display_data")]
-    assert list(shown) == ["text/plain"] and "17.8 MB" in shown["text/plain"] and "16.8 MB" in shown["text/plain"]
+    assert list(shown) == ["text/plain"] and "(17.00 MiB) is larger than the 16 MiB" in shown["text/plain"]
 
 
 def final_view(messages: list[tuple[str, dict]]) -> list[tuple[str, str]]:
