@@ -159,7 +159,7 @@ class VFolder:
         else:
             parts = await self.client.request("GET", await self._path("/download"),
                                               json={"files": list(files)}, expect="parts")
-            for name, (_headers, data) in zip(files, parts):
+            for name, (_headers, data) in zip(files, parts, strict=False):
                 target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)

@@ -1,7 +1,9 @@
 """Errors as the Backend.AI manager reports them: RFC 7807 ``application/problem+json`` bodies.
 
 Each body carries ``type`` (``https://api.backend.ai/probs/<slug>``), ``title``, ``error_code`` and,
-when there is more to say, ``msg`` and ``data`` (PROTOCOL.md §1 "Error response body", §7).
+when there is more to say, ``msg`` and ``data`` (see docs/protocol.md, "Errors").  The slugs, titles,
+codes and statuses are the manager's own, so a client tells the embedded server's errors apart
+exactly as it does a real manager's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ PROBLEM_BASE = "https://api.backend.ai/probs/"
 
 
 class APIError(Exception):
+    """A request the server refuses or cannot serve; :meth:`response` is what the client sees."""
+
     status = 500
     slug = "internal-server-error"
     title = "Internal server error."
@@ -45,71 +49,91 @@ class APIError(Exception):
         )
 
 
-def _error(name: str, status: int, slug: str, title: str, error_code: str) -> type[APIError]:
-    return type(
-        name,
-        (APIError,),
-        {"status": status, "slug": slug, "title": title, "error_code": error_code},
-    )
+# The manager's problems this server answers (NoSuchSession and NoSuchFolder are its session-not-found
+# and vfolder-not-found; the names say they are the server's, apart from the client's errors).
+class GenericBadRequest(APIError):
+    status, slug, error_code = 400, "generic-bad-request", "backendai_generic_bad-request"
+    title = "Bad request."
 
 
-GenericBadRequest = _error(
-    "GenericBadRequest", 400, "generic-bad-request", "Bad request.", "backendai_generic_bad-request"
-)
-InvalidAPIParameters = _error(
-    "InvalidAPIParameters", 400, "invalid-api-params", "Missing or invalid API parameters.",
-    "api_parsing_invalid-parameters",
-)
-InvalidAuthParameters = _error(
-    "InvalidAuthParameters", 400, "invalid-auth-params",
-    "Missing or invalid authorization parameters.", "user_auth_bad-request",
-)
-AuthorizationFailed = _error(
-    "AuthorizationFailed", 401, "auth-failed", "Credential/signature mismatch.",
-    "user_auth_unauthorized",
-)
-URLNotFound = _error("URLNotFound", 404, "url-not-found", "Unknown URL path.", "api_url_not-found")
-MethodNotAllowed = _error(
-    "MethodNotAllowed", 405, "method-not-allowed", "Method not allowed.", "api_method_not-allowed"
-)
-SessionNotFound = _error(
-    "SessionNotFound", 404, "session-not-found", "No such session.", "session_read_not-found"
-)
-VFolderNotFound = _error(
-    "VFolderNotFound", 404, "vfolder-not-found", "No such virtual folder.", "vfolder_read_not-found"
-)
-ImageNotFound = _error(
-    "ImageNotFound", 404, "image-not-found", "No such environment image.", "image_read_not-found"
-)
-FileNotFound = _error(
-    "FileNotFound", 404, "object-not-found", "No such file or directory.", "storage_read_not-found"
-)
-SessionAlreadyExists = _error(
-    "SessionAlreadyExists", 400, "session-already-exists", "The session already exists but you requested not to reuse existing one.",
-    "session_create_already-exists",
-)
-VFolderAlreadyExists = _error(
-    "VFolderAlreadyExists", 400, "vfolder-already-exists", "The virtual folder already exists with the same name.",
-    "vfolder_create_already-exists",
-)
-VFolderOperationFailed = _error(
-    "VFolderOperationFailed", 400, "vfolder-operation-failed", "Virtual folder operation has failed.",
-    "vfolder_update_bad-request",
-)
-RequestTooLarge = _error(
-    "RequestTooLarge", 413, "request-too-large", "The request body is too large.",
-    "api_request_too-large",
-)
+class InvalidAPIParameters(APIError):
+    status, slug, error_code = 400, "invalid-api-params", "api_parsing_invalid-parameters"
+    title = "Missing or invalid API parameters."
+
+
+class InvalidAuthParameters(APIError):
+    status, slug, error_code = 400, "invalid-auth-params", "user_auth_bad-request"
+    title = "Missing or invalid authorization parameters."
+
+
+class AuthorizationFailed(APIError):
+    status, slug, error_code = 401, "auth-failed", "user_auth_unauthorized"
+    title = "Credential/signature mismatch."
+
+
+class URLNotFound(APIError):
+    status, slug, error_code = 404, "url-not-found", "api_url_not-found"
+    title = "Unknown URL path."
+
+
+class MethodNotAllowed(APIError):
+    status, slug, error_code = 405, "method-not-allowed", "api_method_not-allowed"
+    title = "Method not allowed."
+
+
+class NoSuchSession(APIError):
+    status, slug, error_code = 404, "session-not-found", "session_read_not-found"
+    title = "No such session."
+
+
+class NoSuchFolder(APIError):
+    status, slug, error_code = 404, "vfolder-not-found", "vfolder_read_not-found"
+    title = "No such virtual folder."
+
+
+class ImageNotFound(APIError):
+    status, slug, error_code = 404, "image-not-found", "image_read_not-found"
+    title = "No such environment image."
+
+
+class FileNotFound(APIError):
+    status, slug, error_code = 404, "object-not-found", "storage_read_not-found"
+    title = "No such file or directory."
+
+
+class SessionAlreadyExists(APIError):
+    status, slug, error_code = 400, "session-already-exists", "session_create_already-exists"
+    title = "The session already exists but you requested not to reuse existing one."
+
+
+class VFolderAlreadyExists(APIError):
+    status, slug, error_code = 400, "vfolder-already-exists", "vfolder_create_already-exists"
+    title = "The virtual folder already exists with the same name."
+
+
+class VFolderOperationFailed(APIError):
+    status, slug, error_code = 400, "vfolder-operation-failed", "vfolder_update_bad-request"
+    title = "Virtual folder operation has failed."
+
+
+class RequestTooLarge(APIError):
+    status, slug, error_code = 413, "request-too-large", "api_request_too-large"
+    title = "The request body is too large."
+
+
+class ServiceUnavailable(APIError):
+    status, slug, error_code = 503, "service-unavailable", "backendai_generic_unavailable"
+    title = "Service unavailable."
+
+
+class KernelExecutionFailed(APIError):
+    status, slug, error_code = 500, "kernel-execution-failed", "session_execute_failed"
+    title = "Executing user code in the kernel has failed."
+
+
+class KernelCreationFailed(APIError):
+    status, slug, error_code = 500, "kernel-creation-failed", "session_create_failed"
+    title = "Kernel creation has failed."
+
+
 InternalServerError = APIError
-ServiceUnavailable = _error(
-    "ServiceUnavailable", 503, "service-unavailable", "Service unavailable.",
-    "backendai_generic_unavailable",
-)
-KernelExecutionFailed = _error(
-    "KernelExecutionFailed", 500, "kernel-execution-failed", "Executing user code in the kernel has failed.",
-    "session_execute_failed",
-)
-KernelCreationFailed = _error(
-    "KernelCreationFailed", 500, "kernel-creation-failed", "Kernel creation has failed.",
-    "session_create_failed",
-)

@@ -17,9 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, MultipartReader
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .errors import FileNotFound, InvalidAPIParameters, RequestTooLarge
+from .params import MAX_UPLOAD, check_upload_length
 
 WORK_DIR = PurePosixPath("/home/work")
 CHUNK = 256 * 1024
@@ -84,6 +86,11 @@ def make_parents(target: Path, name: str) -> None:
         raise InvalidAPIParameters(f"Cannot create the directories of {name!r}: {e.strerror or e}.") from None
 
 
+def partial_path(target: Path) -> Path:
+    """Where an upload to ``target`` is written until it is complete (then it replaces ``target``)."""
+    return target.with_name(f".{target.name}.uploading")
+
+
 def open_new(path: Path, mode: int = 0o644) -> int:
     """A fresh regular file at ``path`` for writing (an fd).  Whatever was there is removed first
     and symlinks are never followed, so a planted link cannot redirect the write elsewhere."""
@@ -146,7 +153,7 @@ async def save_uploads(
             raise InvalidAPIParameters(f"Invalid file name {filename!r}: it is a directory.")
         make_parents(dest, filename)
         confined(root, filename, extra_roots=extra_roots)  # re-check after mkdir
-        tmp = dest.with_name(f".{dest.name}.uploading")
+        tmp = partial_path(dest)
         fd = open_new(tmp)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -162,6 +169,16 @@ async def save_uploads(
             tmp.unlink(missing_ok=True)
         saved.append(filename)
     return saved
+
+
+async def save_request_uploads(request: web.Request, root: Path, *, extra_roots: Iterable[Path] = ()) -> list[str]:
+    """:func:`save_uploads` of the request's body; a malformed body is the client's 400."""
+    check_upload_length(request)
+    try:
+        return await save_uploads(await request.multipart(), root, extra_roots=extra_roots, max_total=MAX_UPLOAD)
+    except (ValueError, HttpProcessingError) as e:
+        detail = getattr(e, "message", None) or str(e)
+        raise InvalidAPIParameters(f"Malformed multipart body: {str(detail)[:200]}") from None
 
 
 def display_name(name: str) -> str:

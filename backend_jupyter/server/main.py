@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from jupyter_core.paths import jupyter_data_dir
 
-from .app import EmbeddedServer, ServerSettings
+from .app import ServerSettings, make_app
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8091
@@ -53,8 +53,7 @@ def running_endpoint(data_dir: Path) -> str | None:
 
 async def serve(settings: ServerSettings, host: str, port: int, *, ready=None) -> None:
     """Serve until SIGINT/SIGTERM; then stop every session kernel and return."""
-    server = EmbeddedServer(settings)
-    runner = web.AppRunner(server.make_app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(settings), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

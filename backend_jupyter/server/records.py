@@ -1,7 +1,7 @@
 """Console records: what a local kernel's IOPub output becomes on the Backend.AI wire.
 
 A record is ``[type, data]`` with type ``stdout``/``stderr`` (text), ``media`` (``[mime, data]``,
-images as RFC 2397 data-URIs, XML-based mimes as raw text) or ``html`` (an HTML fragment).
+images as RFC 2397 data-URIs, SVG as raw text) or ``html`` (an HTML fragment).
 Consecutive stream records of the same name are merged; order is kept.
 
 :class:`RecordBuffer` holds the records of one run between two execute calls.  Beyond a memory
@@ -17,17 +17,19 @@ from collections import deque
 from typing import Any
 
 from ..fastjson import dumpb, loads
-from ..protocol import OUTPUT_MARK, OUTPUT_MIME
+from ..protocol import (
+    DRAWING_MIME,
+    IMAGE_MIMES,
+    MAX_CHARS_PER_CALL,
+    OUTPUT_MARK,
+    OUTPUT_MIME,
+    SVG_MIME,
+)
 
 Record = list  # [type, data]
 
-IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
-XML_MIMES = ("image/svg+xml",)
-DRAWING_MIME = "application/x-sorna-drawing"
 # Rich mimes in order of preference when a bundle carries several.
-_PREFERENCE = (*IMAGE_MIMES, *XML_MIMES, DRAWING_MIME, "text/html")
-
-MAX_CHARS_PER_CALL = 524_288  # stdout/stderr per execute response (Backend.AI user-api docs)
+_PREFERENCE = (*IMAGE_MIMES, SVG_MIME, DRAWING_MIME, "text/html")
 
 
 def bundle_to_record(data: dict[str, Any], metadata: dict[str, Any] | None = None, *,
@@ -55,6 +57,20 @@ def bundle_to_record(data: dict[str, Any], metadata: dict[str, Any] | None = Non
     return ["stdout", text if is_result else text + "\n"]
 
 
+def message_record(kind: str, content: dict[str, Any]) -> Record | None:
+    """The console record of an IOPub output message (``stream``, ``error``, ``execute_result``,
+    ``display_data``, ``update_display_data``); None for a bundle with nothing to show."""
+    if kind == "stream":
+        return [content.get("name", "stdout"), content.get("text", "")]
+    if kind == "error":
+        traceback = "\n".join(content.get("traceback") or [])
+        if not traceback:
+            traceback = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"
+        return ["stderr", traceback + "\n"]
+    return bundle_to_record(content.get("data", {}), content.get("metadata"),
+                            is_result=kind == "execute_result")
+
+
 def _envelope(text: Any) -> list | None:
     try:
         value = loads(_text(text))
@@ -71,7 +87,7 @@ def _mime_record(mime: str, value: Any) -> Record:
     if mime in IMAGE_MIMES:
         payload = "".join(_text(value).split())
         return ["media", [mime, f"data:{mime};base64,{payload}"]]
-    if isinstance(value, (dict, list)) and not (mime in XML_MIMES):
+    if isinstance(value, (dict, list)) and mime != SVG_MIME:
         return ["media", [mime, json.dumps(value)]]
     return ["media", [mime, _text(value)]]
 

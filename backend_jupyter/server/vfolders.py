@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import threading
 import uuid
@@ -16,14 +15,16 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import InvalidAPIParameters, VFolderAlreadyExists, VFolderNotFound
+from ..protocol import VFOLDER_NAME_RE
+from .errors import InvalidAPIParameters, NoSuchFolder, VFolderAlreadyExists
 
-VFOLDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$")
 HOST = "local"
 
 
 @dataclass
-class VFolder:
+class LocalFolder:
+    """A virtual folder's metadata (its files are in the store's directory for it)."""
+
     id: str  # 32 hex digits, as the manager reports folder ids
     name: str
     owner: str
@@ -59,16 +60,18 @@ class VFolder:
         }
 
 
-class VFolderStore:
+class FolderStore:
+    """All virtual folders of the server, each owned by one access key."""
+
     def __init__(self, data_dir: Path):
         self.root = Path(data_dir) / "vfolders"
         self.meta_path = Path(data_dir) / "vfolders.json"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._folders: dict[str, VFolder] = {}
+        self._folders: dict[str, LocalFolder] = {}
         if self.meta_path.exists():
             for item in json.loads(self.meta_path.read_text()).get("vfolders", []):
-                folder = VFolder(**item)
+                folder = LocalFolder(**item)
                 self._folders[folder.id] = folder
 
     def _save(self) -> None:
@@ -76,22 +79,22 @@ class VFolderStore:
         tmp.write_text(json.dumps({"vfolders": [asdict(f) for f in self._folders.values()]}, indent=2))
         os.replace(tmp, self.meta_path)
 
-    def path(self, folder: VFolder) -> Path:
+    def path(self, folder: LocalFolder) -> Path:
         return self.root / folder.id
 
-    def list(self, owner: str) -> list[VFolder]:
+    def list(self, owner: str) -> list[LocalFolder]:
         return [f for f in self._folders.values() if f.owner == owner]
 
-    def get(self, owner: str, name_or_id: str) -> VFolder:
+    def get(self, owner: str, name_or_id: str) -> LocalFolder:
         """A folder of ``owner`` by name or id (hex, with or without dashes)."""
         key = name_or_id.replace("-", "") if len(name_or_id) in (32, 36) else None
         for folder in self._folders.values():
             if folder.owner == owner and (folder.name == name_or_id or folder.id == key):
                 return folder
-        raise VFolderNotFound(f"No virtual folder named {name_or_id!r}.")
+        raise NoSuchFolder(f"No virtual folder named {name_or_id!r}.")
 
     def create(self, owner: str, name: str, permission: str = "rw", usage_mode: str = "general",
-               cloneable: bool = False) -> VFolder:
+               cloneable: bool = False) -> LocalFolder:
         if not isinstance(name, str) or not VFOLDER_NAME_RE.match(name) or name in (".", ".."):
             raise InvalidAPIParameters(
                 "Invalid vfolder name: use 1-64 letters, digits, '_', '.' or '-'."
@@ -103,7 +106,7 @@ class VFolderStore:
         with self._lock:
             if any(f.owner == owner and f.name == name for f in self._folders.values()):
                 raise VFolderAlreadyExists(f"A virtual folder named {name!r} already exists.")
-            folder = VFolder(
+            folder = LocalFolder(
                 uuid.uuid4().hex, name, owner, datetime.now(timezone.utc).isoformat(),
                 permission, usage_mode, bool(cloneable),
             )
@@ -112,13 +115,13 @@ class VFolderStore:
             self._save()
         return folder
 
-    def delete(self, folder: VFolder) -> None:
+    def delete(self, folder: LocalFolder) -> None:
         with self._lock:
             self._folders.pop(folder.id, None)
             self._save()
         shutil.rmtree(self.path(folder), ignore_errors=True)
 
-    def usage(self, folder: VFolder) -> tuple[int, int]:
+    def usage(self, folder: LocalFolder) -> tuple[int, int]:
         files = size = 0
         for dirpath, _dirs, names in os.walk(self.path(folder)):
             for name in names:

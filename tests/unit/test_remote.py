@@ -29,7 +29,7 @@ def snippet_defaults(code: str) -> dict:
     (func,) = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     assert func.name == "__bj_snippet"
     names = [a.arg for a in func.args.args]
-    return dict(zip(names, (ast.literal_eval(d) for d in func.args.defaults)))
+    return dict(zip(names, (ast.literal_eval(d) for d in func.args.defaults), strict=True))
 
 
 def test_snippet_is_valid_python_with_its_parameters():
