@@ -205,6 +205,12 @@ class CellRun:
     def stdout(self) -> str:
         return "".join(text for _, name, text in self.streams if name == "stdout")
 
+    def value(self) -> str:
+        """What the cell showed as its value: its result's (or, without the display adapter, its
+        stdout's) text."""
+        results = [bundle.get("text/plain", "") for _, bundle in self.displays]
+        return results[-1] if results else self.stdout()
+
     def first_stream(self, needle: str) -> float | None:
         return next((t for t, _, text in self.streams if needle in text), None)
 

@@ -36,11 +36,11 @@ def soak(server: Server, workdir: Path, cells: int) -> dict:
         times, errors, samples = [], 0, []
         for i in range(cells):
             run = driver.run(str(i), timeout=60)
-            if run.ok and run.stdout() == str(i):
+            if run.ok and run.value() == str(i):
                 times.append(run.seconds)
             else:
                 errors += 1
-                samples.append(f"cell {i}: status={run.status} idle={run.idle} stdout={run.stdout()!r:.100}")
+                samples.append(f"cell {i}: status={run.status} idle={run.idle} value={run.value()!r:.100}")
         end = snapshot(probes)
     tenth = max(1, len(times) // 10)
     return {"cells": cells, "errors": errors, "error_samples": samples[:5],

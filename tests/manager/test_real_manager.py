@@ -573,8 +573,8 @@ def test_kernel_end_to_end(manager_stack):
         first = driver.execute("print(6 * 7)", timeout=CREATE_TIMEOUT + 30)
         assert first.status == "ok" and first.stream() == "42\n"
         assert live_sessions(manager_stack, name) == ["RUNNING"]
-        expr = driver.execute("21 * 2")
-        assert expr.stream() == "42"
+        expr = driver.execute("21 * 2")  # an Out[n] through the display adapter
+        assert expr.stream() == "" and [c["data"] for c in expr.of("execute_result")] == [{"text/plain": "42"}]
         svg = driver.execute(f"from IPython.display import SVG, display\ndisplay(SVG({SVG!r}))")
         assert [c["data"].get("image/svg+xml") for c in svg.of("display_data")] == [SVG]
         err = driver.execute("def f():\n    raise KeyError('missing-key')\nf()")
