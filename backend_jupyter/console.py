@@ -36,7 +36,7 @@ from .variables import VariableError
 from .widgets import Progress
 
 DONE = object()
-DRAIN_SECONDS = 15.0
+STOP_WAIT_SECONDS = 15.0  # after Ctrl-C: how long the remote run may take to stop before we stop waiting
 
 
 class LoopThread:
@@ -258,4 +258,4 @@ class Console:
             self.runner.run(session.interrupt(), timeout=10)
         except Exception as e:
             print(f"Could not interrupt the remote run: {e}", file=sys.stderr)
-        return time.monotonic() + DRAIN_SECONDS
+        return time.monotonic() + STOP_WAIT_SECONDS

@@ -28,7 +28,7 @@ from .protocol import OUTPUT_LIMIT, OUTPUT_MARK, OUTPUT_MIME
 
 log = logging.getLogger("backend_jupyter.remote")
 
-MARKER = "\x1eBACKEND_JUPYTER\x1e"
+SNIPPET_MARKER = "\x1eBACKEND_JUPYTER\x1e"
 ADAPTER_VERSION = 1
 INSTALL_TIMEOUT = 30.0
 
@@ -154,7 +154,7 @@ _INSPECT_BODY = """\
 def snippet(body: str, params: dict) -> str:
     """One invisible cell running ``body`` (indented for the frame's function) with ``params``."""
     return (_FRAME.replace("__BJ_BODY__", body.rstrip("\n"))
-            .replace("__BJ_PARAMS__", repr(params)).replace("__BJ_MARKER__", repr(MARKER)))
+            .replace("__BJ_PARAMS__", repr(params)).replace("__BJ_MARKER__", repr(SNIPPET_MARKER)))
 
 
 ADAPTER = snippet(_ADAPTER_BODY, {"version": ADAPTER_VERSION, "mime": OUTPUT_MIME, "mark": OUTPUT_MARK,
@@ -166,7 +166,7 @@ def inspect_snippet(name: str, level: int) -> str:
 
 
 async def run_snippet(session: ComputeSession, code: str) -> object | None:
-    """Run a snippet and return the JSON value it printed after :data:`MARKER` (None if it failed
+    """Run a snippet and return the JSON value it printed after :data:`SNIPPET_MARKER` (None if it failed
     or printed none).  Polling, so the answer comes in one request on a real manager too."""
     out: list[str] = []
     ok = False
@@ -176,10 +176,10 @@ async def run_snippet(session: ComputeSession, code: str) -> object | None:
         elif isinstance(event, Finished):
             ok = event.exit_code == 0
     text = "".join(out)
-    if not ok or MARKER not in text:
+    if not ok or SNIPPET_MARKER not in text:
         return None
     try:
-        return json.loads(text.split(MARKER, 1)[1].strip().splitlines()[0])
+        return json.loads(text.split(SNIPPET_MARKER, 1)[1].strip().splitlines()[0])
     except (ValueError, IndexError):
         return None
 

@@ -15,7 +15,7 @@ from backend_jupyter.protocol import OUTPUT_LIMIT, OUTPUT_MARK, OUTPUT_MIME
 from backend_jupyter.remote import (
     ADAPTER,
     ADAPTER_VERSION,
-    MARKER,
+    SNIPPET_MARKER,
     inspect_snippet,
     run_transport,
     snippet,
@@ -34,7 +34,7 @@ def snippet_defaults(code: str) -> dict:
 
 def test_snippet_is_valid_python_with_its_parameters():
     code = snippet("    print(params['x'])\n", {"x": [1, "two"]})
-    assert snippet_defaults(code) == {"params": {"x": [1, "two"]}, "marker": MARKER}
+    assert snippet_defaults(code) == {"params": {"x": [1, "two"]}, "marker": SNIPPET_MARKER}
     tree = ast.parse(code)
     assert isinstance(tree.body[-1], ast.Delete)  # the function does not stay in the user's namespace
     assert "__BJ_" not in code
@@ -43,13 +43,13 @@ def test_snippet_is_valid_python_with_its_parameters():
 def test_adapter_embeds_its_parameters():
     assert snippet_defaults(ADAPTER) == {
         "params": {"version": ADAPTER_VERSION, "mime": OUTPUT_MIME, "mark": OUTPUT_MARK, "limit": OUTPUT_LIMIT},
-        "marker": MARKER,
+        "marker": SNIPPET_MARKER,
     }
 
 
 @pytest.mark.parametrize("name", ["np.linalg.norm", "x'); import os; ('", 'a"""b', "\\n"])
 def test_inspect_snippet_quotes_any_name(name):
-    assert snippet_defaults(inspect_snippet(name, 1)) == {"params": {"name": name, "level": 1}, "marker": MARKER}
+    assert snippet_defaults(inspect_snippet(name, 1)) == {"params": {"name": name, "level": 1}, "marker": SNIPPET_MARKER}
     assert snippet_defaults(inspect_snippet(name, True))["params"]["level"] == 1
 
 
@@ -136,14 +136,14 @@ def ip():
 
 @pytest.fixture
 def adapt(ip, capsys):
-    assert run_in(ip, ADAPTER, capsys) == MARKER + '"installed"\n'
+    assert run_in(ip, ADAPTER, capsys) == SNIPPET_MARKER + '"installed"\n'
     (hook,) = ip.display_pub._hooks
     return hook
 
 
 def test_adapter_installs_once(ip, capsys, adapt):
     assert ip._backend_jupyter_adapter == ADAPTER_VERSION
-    assert run_in(ip, ADAPTER, capsys) == MARKER + '"installed"\n'
+    assert run_in(ip, ADAPTER, capsys) == SNIPPET_MARKER + '"installed"\n'
     assert ip.display_pub._hooks == [adapt]  # the second install changed nothing
 
 
@@ -158,7 +158,7 @@ def test_adapter_hook_serves_every_thread(ip, adapt):
 def test_adapter_refuses_an_ipython_without_hooks(capsys):
     bare = FakeIPython()
     bare.display_pub = object()
-    assert run_in(bare, ADAPTER, capsys) == MARKER + '"unsupported"\n'
+    assert run_in(bare, ADAPTER, capsys) == SNIPPET_MARKER + '"unsupported"\n'
     assert not hasattr(bare, "_backend_jupyter_adapter")
 
 
@@ -254,4 +254,4 @@ def test_an_output_over_the_limit_becomes_a_note(adapt):
 def test_inspect_snippet_prints_the_bundle_after_the_marker(ip, capsys):
     out = run_in(ip, inspect_snippet("np.linalg.norm", 1), capsys)
     assert ip.inspected == [("np.linalg.norm", 1)]
-    assert out == MARKER + json.dumps({"text/plain": "Docstring of np.linalg.norm"}) + "\n"
+    assert out == SNIPPET_MARKER + json.dumps({"text/plain": "Docstring of np.linalg.norm"}) + "\n"
