@@ -13,11 +13,14 @@ import re
 import shlex
 import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
 
 SUMMARY = "Backend.AI commands (backend_jupyter)"
 FOOTER = """\
-Sessions these commands create are destroyed when IPython exits, unless created with --keep;
-attached sessions are never destroyed.  Every new session mounts BACKEND_VFOLDER_MOUNTS plus -m."""
+Sessions these commands create are destroyed when this IPython or kernel exits, unless created with
+--keep; attached sessions are never destroyed.  Every new session mounts BACKEND_VFOLDER_MOUNTS plus -m.
+In the Backend.AI Python kernel, %backend_* lines at the top of a cell run in the kernel and act on the
+kernel's own session; the rest of the cell then runs remotely."""
 
 
 class CommandError(ValueError):
@@ -65,14 +68,15 @@ def _run(p: argparse.ArgumentParser) -> None:
 def _session(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     sub.required = True
-    sub.add_parser("list", help="the sessions of this key (and those this IPython knows)")
-    for name, text in (("info", "a session's image, status, age and mounts"), ("logs", "a session's kernel log"),
+    sub.add_parser("list", help="the sessions of this key (and those opened here)")
+    for name, text in (("info", "a session's image, status, age, resources, mounts and live usage"), ("logs", "a session's kernel log"),
                        ("restart", "reset a session's interpreter (files stay); replaces it where it cannot")):
         sub.add_parser(name, help=text).add_argument("name", nargs="?", metavar="NAME")
-    new = sub.add_parser("new", help="start a session and make it the current one")
-    new.add_argument("name", metavar="NAME")
+    new = sub.add_parser("new", help="start a session with these settings and make it the current one; "
+                                     "without NAME, replace the current session (its variables are lost)")
+    new.add_argument("name", nargs="?", metavar="NAME")
     session_options(new)
-    for name, text in (("attach", "use a running session (never destroyed by this IPython)"),
+    for name, text in (("attach", "use a running session (never destroyed from here)"),
                        ("use", "make a known session the current one"), ("destroy", "destroy a session")):
         sub.add_parser(name, help=text).add_argument("name", metavar="NAME")
 
@@ -97,13 +101,15 @@ def _vfolder(p: argparse.ArgumentParser) -> None:
 
 
 def _upload(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="PATH")
     p.add_argument("-s", "--session", dest="name", default=None, metavar="NAME", help="session (default: current)")
+    p.add_argument("--dest", default=None, metavar="DIR", help="directory in the session's work directory")
 
 
 def _download(p: argparse.ArgumentParser) -> None:
-    _upload(p)
-    p.add_argument("--dest", default=None, metavar="DIR", help="local destination directory (default: .)")
+    p.add_argument("files", nargs="+", metavar="PATH", help="paths in the session's work directory")
+    p.add_argument("-s", "--session", dest="name", default=None, metavar="NAME", help="session (default: current)")
+    p.add_argument("--dest", default=None, metavar="DIR", help="local directory under this one (default: .)")
 
 
 def _help(p: argparse.ArgumentParser) -> None:
@@ -158,10 +164,9 @@ def help_text(command: str | None = None) -> str:
     for name, (_, description) in TABLE.items():
         p = parser(name)
         parts.append("  " + p.format_usage().removeprefix("usage: ").rstrip())
-        for action in p._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    parts.append(f"      {sub.format_usage().removeprefix('usage: ').rstrip()}")
+        sub = _subparsers(p)
+        for subparser in sub.choices.values() if sub else ():
+            parts.append(f"      {subparser.format_usage().removeprefix('usage: ').rstrip()}")
         parts.append(textwrap.fill(description, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
         parts.append("")
     parts.append(FOOTER)
@@ -199,3 +204,104 @@ def split_options(line: str, command: str) -> tuple[str, str]:
         else:
             return line[: match.start()], line[match.start():]
     return line, ""
+
+
+# -- commands in a cell (the kernel) ----------------------------------------------------------------
+PREFIX = "%backend_"
+CELL_PREFIX = "%%backend_"
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """A cell as the kernel runs it: its leading ``%backend_*`` lines (``(command, arguments)``),
+    then either a ``%%backend_*`` cell command with its body, or the code left for the session."""
+
+    commands: tuple[tuple[str, str], ...] = ()
+    cell_command: tuple[str, str, str] | None = None  # (command, arguments, body)
+    code: str = ""
+
+
+def _command_name(word: str, prefix: str) -> str:
+    name = word[len(prefix) - len("backend_"):]
+    if name not in TABLE:
+        raise CommandError(f"No command {word!r}; the commands: {', '.join('%' + n for n in TABLE)} "
+                           "(%backend_help shows them)")
+    return name
+
+
+def plan_cell(code: str) -> CellPlan:
+    """Split a cell into its commands and its code.  Only lines that start with ``%backend_`` at
+    the top of the cell (blank lines between them allowed) are commands; every other line, IPython's
+    own ``%`` magics and ``!`` escapes included, is code for the remote session."""
+    if not code.lstrip().startswith("%"):
+        return CellPlan(code=code)  # the common case, decided at once
+    lines = code.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line.strip()), 0)
+    head = lines[first].strip() if lines else ""
+    if head.startswith(CELL_PREFIX):
+        word, _, arguments = head.partition(" ")
+        name = _command_name(word, CELL_PREFIX)
+        if name not in CELL_COMMANDS:
+            raise CommandError(f"%%{name} is not a cell command; write it as %{name} on a line of its own")
+        return CellPlan(cell_command=(name, arguments.strip(), "".join(lines[first + 1:])))
+    found: list[tuple[str, str]] = []
+    index = 0
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if not text and (found or index < first):
+            continue
+        if not text.startswith(PREFIX):
+            break
+        word, _, arguments = text.partition(" ")
+        found.append((_command_name(word, PREFIX), arguments.strip()))
+    else:
+        index = len(lines)
+    return CellPlan(commands=tuple(found), code="".join(lines[index:]) if found else code)
+
+
+def command_at(code: str, cursor: int) -> tuple[str, str, int] | None:
+    """The ``%backend_*`` line the cursor is on: ``(line before the cursor, its first word, line
+    start)``, or None when the cursor is not on such a line."""
+    start = code.rfind("\n", 0, cursor) + 1
+    before = code[start:cursor]
+    stripped = before.lstrip()
+    if not (stripped.startswith(PREFIX) or stripped.startswith(CELL_PREFIX)):
+        return None
+    return before, stripped.split(" ", 1)[0], start
+
+
+def complete(code: str, cursor: int) -> tuple[list[str], int, int] | None:
+    """Tab on a ``%backend_*`` line: command names, subcommands, options.  ``(matches, start,
+    end)`` as offsets in ``code``; None when the cursor is not on such a line."""
+    found = command_at(code, cursor)
+    if found is None:
+        return None
+    before, word, _ = found
+    token = "" if before.endswith((" ", "\t")) else before.split()[-1]
+    token_start = cursor - len(token)
+    if " " not in before.lstrip():  # still typing the command itself
+        percent = "%%" if token.startswith("%%") else "%"
+        names = [percent + name for name in TABLE if (percent + name).startswith(token)
+                 and (percent == "%" or name in CELL_COMMANDS)]
+        return names, token_start, cursor
+    name = word.lstrip("%")
+    if name not in TABLE:
+        return [], cursor, cursor
+    p = parser(name)
+    words = before.split()[1:]
+    if token:
+        words = words[:-1]
+    sub = _subparsers(p)
+    chosen = next((w for w in words if sub and w in sub.choices), None)
+    if sub and chosen is None and not token.startswith("-"):
+        return sorted(c for c in sub.choices if c.startswith(token)), token_start, cursor
+    target = sub.choices[chosen] if chosen else p
+    if not token.startswith("-"):
+        return [], cursor, cursor
+    options = sorted(o for a in target._actions for o in a.option_strings if o.startswith(token))
+    long_first = sorted(options, key=lambda o: not o.startswith("--"))
+    return long_first, token_start, cursor
+
+
+def _subparsers(p: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)

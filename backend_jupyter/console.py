@@ -18,20 +18,20 @@ import sys
 import threading
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.display import clear_output, display
 
-from .client import APIClient, BackendError, ComputeSession, VFolder
+from .actions import Say, open_session, perform
+from .client import APIClient, BackendError, ComputeSession
 from .commands import CommandError
-from .config import Config, parse_mounts
+from .config import Config
 from .display import RichOutput
 from .driver import NO_STDIN, CellRun, drive
 from .embedded import resolve_config
 from .execution import InputRequest, Outcome, StepFinished
-from .kernelspecs import is_python
-from .managed import ManagedSession, destroy_at_exit
-from .remote import ADAPTER_MISSING
+from .managed import ManagedSession, Settings, destroy_at_exit
 from .variables import VariableError
 from .widgets import Progress
 
@@ -60,6 +60,30 @@ class LoopThread:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+_BARS: dict[int, Progress] = {}  # progress events → their bar, while shown
+
+
+def _show_event(event) -> None:
+    """What a command shows, on the main thread: text printed, progress as a bar (widgets.py)."""
+    if isinstance(event, Say):
+        target = sys.stdout if event.stream == "stdout" else sys.stderr
+        target.write(event.text if event.text.endswith("\n") else event.text + "\n")
+        target.flush()
+        return
+    bar = _BARS.get(id(event))
+    if bar is None:
+        bar = _BARS[id(event)] = Progress(event.title, total=event.total)
+    while bar.done_count < event.done:
+        bar.advance(event.item)
+    if event.state != "running":
+        bar.finish(ok=event.state == "done", note=event.note)
+        _BARS.pop(id(event), None)
 
 
 def show_output(output: RichOutput) -> None:
@@ -96,42 +120,43 @@ class QueueSink:
 
 
 class Console:
-    """The client, the sessions of this IPython by name (one of them current), and cells run on
-    them.  Errors of the client become one readable line (:class:`UsageError`)."""
+    """The client, the sessions of this IPython by name (one of them current), commands and cells
+    run on them: the magics' :class:`~backend_jupyter.actions.Host`.  Its coroutines run on the
+    client thread; what they show is relayed to the main thread.  Errors of the client become one
+    readable line (:class:`UsageError`)."""
 
     def __init__(self, *, display_adapter=lambda: True):
         self.runner = LoopThread()
-        self.client: APIClient | None = None
-        self.config: Config | None = None
+        self._client: APIClient | None = None
+        self.client_config: Config | None = None
         self.sessions: dict[str, ManagedSession] = {}
         self.default_name = f"ipython-{secrets.token_hex(4)}"
         self.current = self.default_name
-        self.image = "python"
+        self.settings = Settings()
         self.display_adapter = display_adapter  # read when a session opens (a traitlet of the magics)
+        self._events: queue.Queue | None = None  # where emit() sends, while a command or cell runs
 
-    # -- plumbing ------------------------------------------------------------------------------
-    def api(self) -> APIClient:
-        if self.client is None:
-            config, server = resolve_config(Config.from_env())
+    # -- the Host of actions.py (called on the client thread) ----------------------------------
+    @property
+    def where(self) -> Path:
+        return Path.cwd()
+
+    @property
+    def negotiated_version(self) -> str | None:
+        return self._client.api_version if self._client is not None else None
+
+    async def client(self) -> APIClient:
+        if self._client is None:
+            config, server = await asyncio.to_thread(resolve_config, Config.from_env())
             if server is not None:
-                print(server.notice(), file=sys.stderr)
+                self.emit(Say(server.notice(), "stderr"))
             client = APIClient(config, user_agent="backend_jupyter-magics")
-            self.runner.run(client.open(), timeout=60)
-            self.client, self.config = client, config
-        return self.client
+            await client.open()
+            self._client, self.client_config = client, config
+        return self._client
 
-    def call(self, coro: Coroutine, timeout: float | None = 600):
-        """Run a client coroutine; errors become one readable line (no local traceback)."""
-        try:
-            return self.runner.run(coro, timeout)
-        except KeyboardInterrupt:
-            raise
-        except (BackendError, VariableError, CommandError) as e:
-            raise UsageError(str(e)) from None
-
-    def session(self, name: str | None = None, *, image: str | None = None, mounts: list[str] | None = None,
-                environ: dict | None = None, resources: dict | None = None, keep: bool = False,
-                create: bool = True, attach: bool = False) -> ManagedSession:
+    async def open(self, name: str | None = None, *, settings: Settings | None = None, keep: bool = False,
+                   create: bool = True, attach: bool = False) -> ManagedSession:
         """The session ``name`` (default: the current one), opened on first use unless ``create``
         is False; ``attach``: a running session that is never ours."""
         name = name or self.current
@@ -139,30 +164,50 @@ class Console:
         if managed is not None and not managed.gone and not attach:
             return managed
         if not create:
-            raise UsageError(f"No session {name!r} in this IPython; see %backend_session list")
-        api = self.api()
-        extra = list(parse_mounts(",".join(mounts or []), "-m"))
-        missing = [m.name for m in extra if not self.call(VFolder(api, m.name).exists())]
-        if missing:
-            raise UsageError(f"No such vfolder: {', '.join(missing)} (create it with %backend_vfolder create NAME)")
-        image = image or self.image
-        progress = Progress(f"{'Attaching to' if attach else 'Starting'} session {name}")
+            raise CommandError(f"No session {name!r} in this IPython; see %backend_session list")
+        return await open_session(self, name, settings or self.settings, adapter=self.display_adapter(),
+                                  keep=keep, attach=attach)
+
+    def adopt(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def emit(self, event) -> None:
+        if self._events is not None:
+            self._events.put(event)
+        else:  # nothing is relaying (cannot happen from a command): still show it
+            _show_event(event)
+
+    # -- on the main thread ----------------------------------------------------------------------
+    def perform(self, command: str, args) -> None:
+        """Carry out a parsed ``%backend_*`` command (actions.py), showing what it says here."""
+        self.call(perform(self, command, args))
+
+    def session(self, name: str | None = None, *, settings: Settings | None = None, keep: bool = False,
+                create: bool = True, attach: bool = False) -> ManagedSession:
+        return self.call(self.open(name, settings=settings, keep=keep, create=create, attach=attach))
+
+    def call(self, coro: Coroutine, timeout: float | None = 600):
+        """Run a coroutine on the client thread, relaying what it shows; errors of the client
+        become one readable line (no local traceback)."""
+        events: queue.Queue = queue.Queue()
+        self._events = events
+        future = self.runner.submit(coro)
+        future.add_done_callback(lambda _: events.put(DONE))
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            managed = self.call(ManagedSession.open(
-                api, image, name, python=is_python(image), adapter=self.display_adapter(), mounts=extra,
-                environ=environ, resources=resources, keep=keep, attach=attach))
-        except BaseException:
-            progress.finish(ok=False)
+            while (item := events.get(timeout=_remaining(deadline))) is not DONE:
+                _show_event(item)
+            return future.result()
+        except queue.Empty:
+            future.cancel()
+            raise UsageError(f"No answer within {timeout:g} s") from None
+        except KeyboardInterrupt:
+            future.cancel()
             raise
-        if attach:
-            progress.finish(note=f"attached ({managed.session.image}); this IPython will not destroy it")
-        else:
-            progress.finish(note=("started" if managed.session.created else "attached to existing session")
-                            + f" ({managed.session.image})")
-        if is_python(image) and self.display_adapter() and not managed.adapter:
-            print(ADAPTER_MISSING, file=sys.stderr)
-        self.sessions[name] = managed
-        return managed
+        except (BackendError, VariableError, CommandError) as e:
+            raise UsageError(str(e)) from None
+        finally:
+            self._events = None
 
     def forget(self, name: str) -> None:
         self.sessions.pop(name, None)
@@ -172,15 +217,15 @@ class Console:
 
     def close(self) -> None:
         """At exit: destroy the sessions we created (unless kept), close the client."""
-        if self.client is not None:
+        if self._client is not None:
             names = [m.name for m in self.sessions.values() if m.owned and not m.keep and not m.gone]
-            destroy_at_exit(self.config, names)
+            destroy_at_exit(self.client_config, names)
             try:
-                self.runner.run(self.client.close(), timeout=10)
+                self.runner.run(self._client.close(), timeout=10)
             except Exception:
                 pass
         self.sessions.clear()
-        self.client = None
+        self._client = None
         self.runner.stop()
 
     # -- running code ----------------------------------------------------------------------------

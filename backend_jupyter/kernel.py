@@ -32,6 +32,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -39,15 +40,34 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Dict, Enum, Float, Unicode
 
 from . import __version__
+from .actions import Progress, Say, open_session, perform, requested_settings
 from .client import APIClient, BackendError
+from .commands import (
+    CommandError,
+    command_at,
+    complete,
+    help_text,
+    parse,
+    plan_cell,
+    split_options,
+)
 from .config import Config, ConfigError, parse_endpoints, parse_mounts
 from .display import RichOutput
 from .driver import NO_STDIN, CellRun, drive
 from .embedded import EmbeddedServerError, resolve_config
 from .execution import InputRequest, StepFinished
 from .kernelspecs import is_python, language_info
-from .managed import ManagedSession, destroy_at_exit
-from .remote import ADAPTER_MISSING, inspect_snippet, run_snippet
+from .managed import (
+    ManagedSession,
+    Settings,
+    destroy_at_exit,
+    forget_settings,
+    save_settings,
+    saved_settings,
+)
+from .remote import inspect_snippet, run_snippet
+from .usage import memory, usage_line
+from .variables import human_size
 
 log = logging.getLogger("backend_jupyter.kernel")
 
@@ -58,6 +78,17 @@ STDIN_POLL = 0.02
 HISTORY_LIMIT = 10_000  # inputs kept for history requests (a console's up-arrow, %history in it)
 HISTORY_SESSION = 1  # this kernel process's inputs; the remote interpreter's own history stays remote
 STUCK_REMEDY = "To replace it with a fresh session, restart the kernel."
+STATUS_AFTER = 2.0  # a cell running this long gets the live status line
+STATUS_INTERVAL = 1.0  # it is updated at most this often
+STATUS_KEEP_AFTER = 60.0  # status_line "auto": a cell this long keeps a summary line
+
+
+class CellFailed(Exception):
+    """A ``%backend_run`` line of the cell failed: the cell stops with its reply."""
+
+    def __init__(self, reply: dict):
+        super().__init__(reply.get("ename", "error"))
+        self.reply = reply
 
 
 @dataclass
@@ -84,6 +115,13 @@ class KernelSink:
         self.size = 0
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
+        # The cell's request: messages sent from other tasks (the eager session start) must name
+        # it, and ipykernel keeps the current parent in a context variable those tasks lack.
+        self.parent = kernel.get_parent("shell")
+
+    def send(self, msg_type: str, content: dict) -> None:
+        """An IOPub message of this cell."""
+        self.kernel.session.send(self.kernel.iopub_socket, msg_type, content, self.parent)
 
     def output(self, name: str, text: str) -> None:
         if not text or self.silent:
@@ -107,22 +145,20 @@ class KernelSink:
             self._timer.cancel()
             self._timer = None
         if self.parts and self.name:
-            self.kernel.send_response(self.kernel.iopub_socket, "stream",
-                                      {"name": self.name, "text": "".join(self.parts)})
+            self.send("stream", {"name": self.name, "text": "".join(self.parts)})
             self._last_flush = asyncio.get_running_loop().time()
         self.parts, self.size = [], 0
 
     def display(self, output: RichOutput) -> None:
         if not self.silent:
-            self.kernel.send_response(self.kernel.iopub_socket, output.output_type,
-                                      output.content(self.kernel.execution_count))
+            self.send(output.output_type, output.content(self.kernel.execution_count))
 
     async def ask(self, request: InputRequest, cell: Cell) -> None:
         """Show the front-end's input box (stdin channel); without one, interrupt the run."""
         if not self.allow_stdin:
             request.cancel()
             self.flush()
-            self.kernel.send_response(self.kernel.iopub_socket, "stream", {"name": "stderr", "text": NO_STDIN})
+            self.send("stream", {"name": "stderr", "text": NO_STDIN})
             cell.interrupted = True
             await cell.session.interrupt()
             return
@@ -194,28 +230,99 @@ class InputHistory:
         return [(HISTORY_SESSION, count, (code, None) if output else code) for count, code in picked]
 
 
-class StatusLine:
-    """Session start-up messages in the cell: one display that is updated in place."""
+class LiveStatus:
+    """The live status line of a long cell: after ``STATUS_AFTER`` seconds one display, updated in
+    place at most once a second, with the elapsed time and the session's live usage; at the end it
+    goes away or becomes a one-line summary (see ``BackendKernel.status_line``).  A display of its
+    own: it never mixes with the cell's output text."""
+
+    def __init__(self, kernel: BackendKernel, session, sink: KernelSink, mode: str):
+        self.kernel, self.session, self.sink, self.mode = kernel, session, sink, mode
+        self.display_id = uuid.uuid4().hex
+        self.started = time.monotonic()
+        self.shown = False
+        self.peak: float | None = None
+        self.task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        await asyncio.sleep(STATUS_AFTER)
+        while True:
+            tick = time.monotonic()
+            stat = None
+            with contextlib.suppress(BackendError, asyncio.TimeoutError):
+                stat = await asyncio.wait_for(self.session.live_stat(), STATUS_INTERVAL * 2)
+            used = memory(stat)
+            if used is not None:
+                self.peak = max(self.peak or 0, used)
+            usage = usage_line(stat) if stat else "usage not reported by this server"
+            self._show(f"⏱ {_clock(time.monotonic() - self.started)} · {usage}")
+            await asyncio.sleep(max(0.0, STATUS_INTERVAL - (time.monotonic() - tick)))
+
+    def _show(self, text: str, *, data: dict | None = None) -> None:
+        if not self.shown:
+            self.sink.flush()  # the line comes after what the cell printed so far
+        self.sink.send("update_display_data" if self.shown else "display_data", {
+            "data": {"text/plain": text} if data is None else data, "metadata": {},
+            "transient": {"display_id": self.display_id}})
+        self.shown = True
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+        if not self.shown:
+            return
+        elapsed = time.monotonic() - self.started
+        if self.mode == "summary" or elapsed >= STATUS_KEEP_AFTER:
+            peak = f" · peak memory {human_size(int(self.peak))}" if self.peak else ""
+            self._show(f"ran {_clock(elapsed)}{peak}")
+        else:
+            self._show("", data={})  # gone: an empty output renders nothing
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}" if minutes else f"{seconds:.0f} s"
+
+
+class Shown:
+    """What the kernel's own commands show (actions.py events): text into the cell's output
+    stream, progress as one display each, updated in place.  Outside a cell (the eager session
+    start) events wait and are shown, at their latest state, in the next cell."""
 
     def __init__(self, kernel: BackendKernel):
         self.kernel = kernel
-        self.display_id = uuid.uuid4().hex
-        self.lines: list[str] = []
-        self.shown = False
+        self.sink: KernelSink | None = None
+        self.pending: dict[object, Say | Progress] = {}
+        self.display_ids: dict[int, str] = {}
 
-    def _send(self, text: str) -> None:
-        msg_type = "update_display_data" if self.shown else "display_data"
-        self.kernel.send_response(self.kernel.iopub_socket, msg_type, {
-            "data": {"text/plain": text}, "metadata": {}, "transient": {"display_id": self.display_id},
-        })
-        self.shown = True
+    def emit(self, event: Say | Progress) -> None:
+        if self.sink is None or self.sink.silent:
+            key = id(event) if isinstance(event, Progress) else ("say", len(self.pending))
+            self.pending[key] = event
+            return
+        if isinstance(event, Say):
+            self.sink.output(event.stream, event.text if event.text.endswith("\n") else event.text + "\n")
+            return
+        self.sink.flush()  # keep the order of text and progress
+        shown = id(event) in self.display_ids
+        display_id = self.display_ids.setdefault(id(event), uuid.uuid4().hex)
+        self.sink.send("update_display_data" if shown else "display_data", {
+            "data": {"text/plain": event.text()}, "metadata": {}, "transient": {"display_id": display_id}})
+        if event.state != "running":
+            self.display_ids.pop(id(event), None)
 
-    def note(self, line: str) -> None:
-        """A line kept above the changing status line."""
-        self.lines.append(line)
+    def attach(self, sink: KernelSink) -> None:
+        """A cell starts: what waited is shown in it."""
+        self.sink = sink
+        pending, self.pending = self.pending, {}
+        for event in pending.values():
+            self.emit(event)
 
-    def show(self, status: str) -> None:
-        self._send("\n".join([*self.lines, status]))
+    def detach(self) -> None:
+        if self.sink is not None:
+            self.sink.flush()
+        self.sink = None
 
 
 class BackendKernel(Kernel):
@@ -238,6 +345,12 @@ class BackendKernel(Kernel):
                      "session with the display adapter, else polling (see remote.run_transport).").tag(config=True)
     display_adapter = Bool(True, help="Install the display adapter in Python sessions, so rich output "
                                       "arrives whole (see remote.py).").tag(config=True)
+    status_line = Enum(["auto", "summary", "off"], "auto", help="The live status line of a cell running over "
+                       "2 s (elapsed time, CPU, memory): 'auto' removes it at the end (a cell of a minute or "
+                       "more keeps a summary: elapsed, peak memory), 'summary' always keeps the summary, "
+                       "'off' shows none.").tag(config=True)
+    eager_start = Bool(True, help="Start opening the session when the kernel starts, not at the first "
+                                  "cell (a start error still shows in the first cell).").tag(config=True)
     stream_flush_interval = Float(STREAM_FLUSH_INTERVAL, help="Seconds output is coalesced before it is sent.").tag(config=True)
 
     @property
@@ -251,10 +364,16 @@ class BackendKernel(Kernel):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._client: APIClient | None = None
-        self._managed: ManagedSession | None = None  # our session, once the first cell opened it
+        self.client_config: Config | None = None
+        self.sessions: dict[str, ManagedSession] = {}  # ours first, then those commands opened
+        self.own_name = self._own_name()
+        self.current = self.own_name
+        self.settings = saved_settings(self.kernel_id()) or Settings(
+            self.image, environ=dict(self.environ), resources={k: str(v) for k, v in self.resources.items()})
+        self._opening: asyncio.Future | None = None  # the eager start of our session
         self._cell: Cell | None = None
+        self._shown = Shown(self)
         self._shell_loop: asyncio.AbstractEventLoop | None = None
-        self._config: Config | None = None
         self._restarting = False
         self._history = InputHistory()
         self._register_comms()
@@ -315,39 +434,89 @@ class BackendKernel(Kernel):
             overrides["session_name"] = self.session_name
         return config.replace(**overrides)
 
-    async def ensure_session(self) -> ManagedSession:
-        """Our compute session, opened (created or attached) on first use; progress shows in the cell."""
-        if self._managed is not None:
-            return self._managed
-        status = StatusLine(self)
+    def _own_name(self) -> str:
+        """Our session's name: the configured one (then attached, never ours), else one derived
+        from the Jupyter kernel id, which survives restarts."""
+        with contextlib.suppress(ConfigError):
+            configured = self.resolved_config().session_name
+            if configured:
+                return configured
+        return f"jupyter-{self.kernel_id()}"
+
+    # -- the Host of actions.py ------------------------------------------------------------------
+    @property
+    def where(self) -> Path:
+        return Path.cwd()  # Jupyter starts a kernel in its notebook's directory
+
+    @property
+    def negotiated_version(self) -> str | None:
+        return self._client.api_version if self._client is not None else None
+
+    async def client(self) -> APIClient:
         if self._client is None:
             config, server = await asyncio.to_thread(resolve_config, self.resolved_config())
             if server is not None:
-                status.note(server.notice())
-            self._config = config
+                self.emit(Say(server.notice(), "stderr"))
             client = APIClient(config, user_agent=f"backend_jupyter-kernel/{__version__}")
             await client.open()
-            self._client = client
-        name = self._config.session_name or f"jupyter-{self.kernel_id()}"
-        status.show(f"Starting a Backend.AI session ({self.image}) on {self._client.endpoint} …")
-        started = time.monotonic()
-        managed = await ManagedSession.open(
-            self._client, self.image, name, python=self.python_image, adapter=self.display_adapter,
-            environ=dict(self.environ), resources=dict(self.resources),
-        )
-        managed.owned = self._config.session_name is None  # attached by name: never ours to destroy
-        if self.python_image and self.display_adapter and not managed.adapter:
-            status.note(ADAPTER_MISSING)
-        if managed.session.created:
-            status.show(f"Backend.AI session {name} started in {time.monotonic() - started:.1f} s.")
-        else:
-            status.show(f"Attached to the running Backend.AI session {name}.")
-        self._managed = managed
-        return managed
+            self._client, self.client_config = client, config
+        return self._client
+
+    async def open(self, name: str | None = None, *, settings: Settings | None = None, keep: bool = False,
+                   create: bool = True, attach: bool = False) -> ManagedSession:
+        name = name or self.current
+        managed = self.sessions.get(name)
+        if managed is not None and not managed.gone and not attach:
+            return managed
+        if name == self.own_name and self._opening is not None and not attach:
+            return await self._eager_result()
+        if not create:
+            raise CommandError(f"No session {name!r} in this kernel; see %backend_session list")
+        return await self._create(name, settings, keep=keep, attach=attach)
+
+    async def _create(self, name: str, settings: Settings | None = None, *, keep: bool = False,
+                      attach: bool = False) -> ManagedSession:
+        await self.client()
+        attach = attach or (name == self.own_name and self.client_config.session_name is not None)
+        return await open_session(self, name, settings or self.settings, adapter=self.display_adapter,
+                                  keep=keep, attach=attach)
+
+    def adopt(self, settings: Settings) -> None:
+        self.settings = settings
+        save_settings(self.kernel_id(), settings)
+
+    def emit(self, event: Say | Progress) -> None:
+        self._shown.emit(event)
+
+    def forget(self, name: str) -> None:
+        self.sessions.pop(name, None)
+        if name == self.current:
+            self.current = self.own_name
+
+    # -- our session -----------------------------------------------------------------------------
+    def start(self) -> None:
+        super().start()
+        if self.eager_start:
+            self.io_loop.add_callback(self._start_eagerly)
+
+    def _start_eagerly(self) -> None:
+        """Start opening our session now, so that the first cell waits only for what is left."""
+        self._shell_loop = asyncio.get_running_loop()
+        self._opening = asyncio.ensure_future(self._create(self.own_name))
+        self._opening.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen by _eager_result
+
+    async def _eager_result(self) -> ManagedSession:
+        """The eager start's session; its error, if it failed, once (the next open tries afresh)."""
+        opening = self._opening
+        try:
+            return await asyncio.shield(opening)
+        finally:
+            if opening.done():
+                self._opening = None
 
     async def _reopen(self) -> ManagedSession:
-        self._managed = None
-        return await self.ensure_session()
+        self.sessions.pop(self.current, None)
+        return await self.open()
 
     # -- execute ---------------------------------------------------------------------------------
     async def do_execute(self, code, silent, store_history=True, user_expressions=None, allow_stdin=False,
@@ -359,11 +528,17 @@ class BackendKernel(Kernel):
         cell = Cell(task=asyncio.current_task())
         self._cell = cell
         sink = KernelSink(self, self.stream_flush_interval, silent=silent, allow_stdin=allow_stdin)
+        self._shown.attach(sink)
         try:
             return await self._execute(cell, sink, code, silent)
         except asyncio.CancelledError:
             sink.flush()
             return self._error_reply("KeyboardInterrupt", "Interrupted", silent)
+        except CommandError as e:
+            sink.flush()
+            return self._error_reply("UsageError", str(e), silent)
+        except CellFailed as e:
+            return e.reply
         except (BackendError, ConfigError, EmbeddedServerError) as e:
             sink.flush()
             return self._error_reply(type(e).__name__, str(e), silent)
@@ -372,20 +547,61 @@ class BackendKernel(Kernel):
             sink.flush()
             return self._error_reply(type(e).__name__, f"Internal error in the Backend.AI kernel: {e}", silent)
         finally:
+            self._shown.detach()
             if self._cell is cell:
                 self._cell = None
 
     async def _execute(self, cell: Cell, sink: KernelSink, code: str, silent: bool) -> dict:
-        if not code.strip():
+        plan = plan_cell(code)
+        for command, line in plan.commands:
+            await self._command(cell, sink, command, line)
+        if plan.cell_command is not None:
+            command, line, body = plan.cell_command
+            return await self._run_command(cell, sink, line, body, silent)
+        if not plan.code.strip():
             return self._ok_reply()
-        managed = await self.ensure_session()
-        outcome = await drive(managed, code, sink, cell, remedy=STUCK_REMEDY, transport=self.transport,
-                              reopen=self._reopen)
-        if self._managed is not None and self._managed.gone:
-            self._managed = None
+        return await self._run(cell, sink, await self.open(), plan.code, silent)
+
+    async def _run(self, cell: Cell, sink: KernelSink, managed: ManagedSession, code: str, silent: bool) -> dict:
+        reopen = self._reopen if managed.name == self.current else None
+        status = None if silent or self.status_line == "off" else LiveStatus(self, managed.session, sink,
+                                                                              self.status_line)
+        try:
+            outcome = await drive(managed, code, sink, cell, remedy=STUCK_REMEDY, transport=self.transport,
+                                  reopen=reopen)
+        finally:
+            if status is not None:
+                await status.close()
+        if managed.gone:
+            self.sessions.pop(managed.name, None)
         if outcome.ok:
             return self._ok_reply()
         return self._error_reply(outcome.ename, outcome.evalue, silent, outcome.traceback or None)
+
+    async def _command(self, cell: Cell, sink: KernelSink, command: str, line: str) -> None:
+        """A ``%backend_*`` line of the cell, run here (actions.py); ``%backend_run CODE`` runs CODE."""
+        if command == "backend_run":
+            options, code = split_options(line, command)
+            reply = await self._run_command(cell, sink, options, code, silent=sink.silent)
+            if reply["status"] != "ok":
+                raise CellFailed(reply)
+            return
+        await perform(self, command, parse(command, line))
+
+    async def _run_command(self, cell: Cell, sink: KernelSink, line: str, code: str, silent: bool) -> dict:
+        """``%%backend_run [-s NAME] [session options]``: the body on that session."""
+        args = parse("backend_run", line)
+        for given, why in ((args.inputs or args.outputs, "-i/-o move variables between a local IPython and a "
+                            "session; this kernel has no local variables"),
+                           (args.batch, "--batch is a command of the magics extension (%load_ext backend_jupyter)")):
+            if given:
+                raise CommandError(f"{why}.")
+        if args.code and code:
+            raise CommandError(f"Unexpected arguments: {' '.join(args.code)}")
+        managed = await self.open(args.name, settings=requested_settings(self, args), keep=args.keep)
+        if not code.strip():
+            return self._ok_reply()
+        return await self._run(cell, sink, managed, code, silent)
 
     def _ok_reply(self) -> dict:
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
@@ -439,28 +655,40 @@ class BackendKernel(Kernel):
         return {"status": "ok", "restart": restart}
 
     async def _shutdown_session(self, restart: bool) -> None:
-        """Restart: reset the remote interpreter, which the next kernel process reattaches to by
-        name (or, where it cannot be reset, replace our own session: see ManagedSession.restart).
-        Shutdown: destroy our own session."""
-        managed = self._managed
+        """Restart: reset our session's interpreter, which the next kernel process reattaches to
+        by name (or, where it cannot be reset, replace it: see ManagedSession.restart).
+        Shutdown: destroy our session.  Either way, the other sessions this kernel started go."""
         try:
-            if managed is not None:
-                if restart:
-                    if await managed.restart() == "replaced":
-                        log.info("session %s was replaced by a fresh one", managed.name)
-                elif managed.owned:
-                    await managed.destroy()
+            if self._opening is not None:  # still starting: let it finish, so that it can be cleaned up
+                with contextlib.suppress(Exception):
+                    await self._eager_result()
+            own = self.sessions.get(self.own_name)
+            if own is not None and restart:
+                if await own.restart() == "replaced":
+                    log.info("session %s was replaced by a fresh one", own.name)
+            for managed in self._leaving(restart):
+                await managed.destroy()
+            if not restart:
+                forget_settings(self.kernel_id())
         finally:
             if self._client is not None:
                 await self._client.close()
             self._client = None
 
+    def _leaving(self, restart: bool) -> list[ManagedSession]:
+        """The sessions that go with this kernel process: ours unless kept or attached, and on a
+        restart all but our own (which the restarted process takes over)."""
+        return [m for m in self.sessions.values() if m.owned and not m.keep and not m.gone
+                and not (restart and m.name == self.own_name)]
+
     def _destroy_at_exit(self) -> None:
-        """Exit paths we can see (SIGTERM, crash of the front-end, ...): don't leak our session."""
-        managed = self._managed
-        if managed is None or not managed.owned or managed.gone or self._restarting:
-            return
-        destroy_at_exit(self._config, [managed.name])
+        """Exit paths we can see (SIGTERM, crash of the front-end, ...): don't leak our sessions,
+        including one still being started."""
+        names = [m.name for m in self._leaving(self._restarting)]
+        if self._opening is not None and not self._restarting and self.own_name not in self.sessions \
+                and self.client_config is not None and self.client_config.session_name is None:
+            names.append(self.own_name)  # its creation may be under way
+        destroy_at_exit(self.client_config, names)  # no configuration yet: nothing was created
 
     # -- history ----------------------------------------------------------------------------------
     async def do_history(self, hist_access_type, output, raw, session=None, start=None, stop=None, n=None,
@@ -472,11 +700,16 @@ class BackendKernel(Kernel):
     # -- completion, inspection, is_complete -------------------------------------------------------
     async def do_complete(self, code, cursor_pos):
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
+        local = complete(code, cursor_pos)  # a %backend_* line: completed here
+        if local is not None:
+            matches, start, end = local
+            return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end, "metadata": {}}
         empty = {"status": "ok", "matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos, "metadata": {}}
-        if self._managed is None:
+        managed = self.sessions.get(self.current)
+        if managed is None or managed.gone:
             return empty
         try:
-            result = await self._managed.session.complete(code, cursor_pos)
+            result = await managed.session.complete(code, cursor_pos)
         except BackendError as e:
             log.warning("completion failed: %s", e)
             return empty
@@ -496,13 +729,20 @@ class BackendKernel(Kernel):
 
     async def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()):
         reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
-        if self._managed is None or not self.python_image:
+        cursor_pos = len(code) if cursor_pos is None else cursor_pos
+        local = command_at(code, cursor_pos) or command_at(code, code.find("\n", cursor_pos) % (len(code) + 1))
+        if local is not None:  # Shift+Tab on a %backend_* line: its help
+            with contextlib.suppress(CommandError):
+                reply.update(found=True, data={"text/plain": help_text(local[1])})
             return reply
-        name = _name_at(code, len(code) if cursor_pos is None else cursor_pos)
+        managed = self.sessions.get(self.current)
+        if managed is None or managed.gone or not self.python_image:
+            return reply
+        name = _name_at(code, cursor_pos)
         if not name:
             return reply
         try:
-            data = await run_snippet(self._managed.session, inspect_snippet(name, detail_level))
+            data = await run_snippet(managed.session, inspect_snippet(name, detail_level))
         except BackendError:
             return reply
         if isinstance(data, dict) and data:

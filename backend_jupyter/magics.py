@@ -17,9 +17,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool
 
-from .client import ComputeSession, VFolder
-from .commands import CommandError, help_text, pairs, parse, split_options
-from .config import Config, ConfigError, sources
+from .actions import local_files, requested_settings, send_files
+from .commands import CommandError, parse, split_options
+from .config import ConfigError
 from .console import Console
 from .embedded import EmbeddedServerError
 from .managed import ManagedSession
@@ -33,10 +33,6 @@ from .variables import (
     parse_saved,
     save_snippet,
 )
-from .widgets import Progress
-
-CONFIG_FIELDS = ("endpoints", "access_key", "secret_key", "vfolder_mounts", "api_version", "skip_sslcert_validation",
-                 "connection_timeout", "read_timeout", "session_name")
 
 
 class RemoteError(Exception):
@@ -62,13 +58,6 @@ def _args(command: str, line: str | list[str]):
         raise UsageError(str(e)) from None
 
 
-def _pairs(items, flag: str) -> dict[str, str]:
-    try:
-        return pairs(items, flag)
-    except CommandError as e:
-        raise UsageError(str(e)) from None
-
-
 @magics_class
 class BackendMagics(Magics):
     display_adapter = Bool(True, help="Install the display adapter in Python sessions, so rich output "
@@ -82,9 +71,8 @@ class BackendMagics(Magics):
     def _open(self, args) -> ManagedSession:
         """The session a run's (or ``new``'s) options name, opened with those options."""
         try:
-            return self.console.session(args.name, image=args.image, mounts=args.mount, keep=args.keep,
-                                        environ=_pairs(args.env, "-e"), resources=_pairs(args.resource, "-r"))
-        except (ConfigError, EmbeddedServerError) as e:
+            return self.console.session(args.name, settings=requested_settings(self.console, args), keep=args.keep)
+        except (ConfigError, EmbeddedServerError, CommandError) as e:
             raise UsageError(str(e)) from None
 
     # -- %%backend_run ---------------------------------------------------------------------------
@@ -115,7 +103,12 @@ class BackendMagics(Magics):
         exec_cmd = args.exec_ or (body.strip() or None)
         if not any((args.clean, args.build, exec_cmd)):
             raise UsageError("--batch needs at least one of --clean, --build, --exec (or a cell body)")
-        self._upload(managed.session, [Path(p) for p in args.upload or []])
+        if args.upload:
+            try:
+                files = local_files(self.console.where, args.upload)
+            except CommandError as e:
+                raise UsageError(str(e)) from None
+            self.console.call(send_files(self.console, managed.session, files, "", f"Uploading to {managed.name}"))
         options = {"clean": args.clean, "build": args.build, "exec": exec_cmd, "buildLog": True}
         outcome, _ = self.console.run(managed, "", mode="batch", options=options)
         if outcome.ok:
@@ -123,26 +116,6 @@ class BackendMagics(Magics):
         else:
             print(f"[batch failed: {outcome.evalue}]", file=sys.stderr)
             raise_for(outcome)
-
-    def _upload(self, session: ComputeSession, paths: list[Path]) -> None:
-        files: list[Path] = []
-        for path in paths:
-            if path.is_dir():
-                files += sorted(p for p in path.rglob("*") if p.is_file())
-            elif path.is_file():
-                files.append(path)
-            else:
-                raise UsageError(f"No such file or directory: {path}")
-        base = Path.cwd()
-        for f in files:
-            if not f.resolve().is_relative_to(base):
-                raise UsageError(f"{f} is outside the current directory; uploads keep paths relative to it")
-        if not files:
-            return
-        with Progress("Uploading", total=len(files)) as progress:
-            for f in files:
-                self.console.call(session.upload([f.resolve()], basedir=base))
-                progress.advance(f"{f} ({human_size(f.stat().st_size)})")
 
     def _send_variables(self, managed: ManagedSession, names: list[str], allow_pickle: bool) -> None:
         formats = {}
@@ -184,161 +157,42 @@ class BackendMagics(Magics):
                     continue
                 print(f"-o {name}: {fmt}, {human_size(size)}", file=sys.stderr)
 
-    # -- %backend_session ----------------------------------------------------------------------------
+    # -- the other commands (actions.py, shared with the kernel) ------------------------------------
+    def _perform(self, command: str, line: str) -> None:
+        try:
+            self.console.perform(command, _args(command, line))
+        except (ConfigError, EmbeddedServerError) as e:
+            raise UsageError(str(e)) from None
+
     @line_magic
     def backend_session(self, line: str):
         """Manage sessions.  See %backend_help backend_session."""
-        args = _args("backend_session", line)
-        getattr(self, f"_session_{args.subcommand}")(args)
+        self._perform("backend_session", line)
 
-    def _session_list(self, args) -> None:
-        console = self.console
-        try:
-            rows = console.call(ComputeSession.list(console.api()))
-        except UsageError:
-            rows = []
-        # A real manager lists sessions only through GraphQL (its REST listing is empty): show at
-        # least the ones this IPython knows.
-        listed = {row.get("name") for row in rows}
-        rows += [{"name": n, "status": "?"} for n in console.sessions if n not in listed]
-        for row in rows:
-            mark = "*" if row.get("name") == console.current else " "
-            known = console.sessions.get(row.get("name"))
-            owner = "ours" if known is not None and known.owned else ""
-            print(f"{mark} {row.get('name', ''):40} {row.get('status', ''):10} {row.get('image', '') or '':12} {owner}")
-
-    def _session_new(self, args) -> None:
-        self._open(args)
-        self.console.current = args.name
-
-    def _session_attach(self, args) -> None:
-        try:
-            managed = self.console.session(args.name, attach=True)
-        except UsageError:
-            raise UsageError(f"No session named {args.name!r} to attach to") from None
-        self.console.current = args.name
-        print(f"Attached to {args.name} ({managed.session.image}); it will not be destroyed by this IPython.")
-
-    def _session_use(self, args) -> None:
-        self.console.session(args.name, create=False)
-        self.console.current = args.name
-
-    def _session_info(self, args) -> None:
-        info = self.console.call(self.console.session(args.name, create=False).session.info())
-        for key in ("sessionName", "sessionId", "image", "status", "age", "numQueriesExecuted", "mounts"):
-            if key in info:
-                print(f"{key:20} {info[key]}")
-
-    def _session_restart(self, args) -> None:
-        name = args.name or self.console.current
-        managed = self.console.session(name, create=False)
-        result = self.console.call(managed.restart())
-        if result == "replaced":
-            self.console.sessions.pop(name, None)
-            print(f"This manager cannot restart sessions, so {name} was destroyed; the next run starts a "
-                  "fresh session under that name (its variables and files are gone).")
-        elif result == "kept":
-            print(f"This manager cannot restart sessions and {name} is not ours to replace: its state is kept.")
-        else:
-            print(f"Restarted {name}: its state is reset, its files are kept.")
-
-    def _session_destroy(self, args) -> None:
-        name = args.name
-        known = self.console.sessions.get(name)
-        session = known.session if known is not None else ComputeSession(self.console.api(), name)
-        try:
-            self.console.call(session.destroy())
-        except UsageError as e:
-            raise UsageError(f"Could not destroy {name!r}: {e}") from None
-        print(f"Destroyed {name}.")
-        self.console.forget(name)
-
-    def _session_logs(self, args) -> None:
-        print(self.console.call(self.console.session(args.name, create=False).session.logs()))
-
-    # -- vfolders and files ------------------------------------------------------------------------
     @line_magic
     def backend_vfolder(self, line: str):
         """Manage vfolders.  See %backend_help backend_vfolder."""
-        args = _args("backend_vfolder", line)
-        api, call = self.console.api(), self.console.call
-        if args.subcommand == "list":
-            for f in call(VFolder.list(api)):
-                print(f"{f['name']:30} {f.get('permission', ''):4} {f.get('usage_mode', '')}")
-            return
-        folder = VFolder(api, args.folder)
-        if args.subcommand == "create":
-            call(VFolder.create(api, args.folder))
-            print(f"Created vfolder {args.folder}.")
-        elif args.subcommand == "delete":
-            call(folder.delete())
-            print(f"Deleted vfolder {args.folder}.")
-        elif args.subcommand == "ls":
-            for entry in call(folder.list_files(args.path)):
-                kind = "d" if entry.get("type") == "DIRECTORY" else "-"
-                print(f"{kind} {entry.get('size', 0):>12} {entry['name']}")
-        elif args.subcommand == "mkdir":
-            call(folder.mkdir(args.path))
-        elif args.subcommand == "upload":
-            with Progress(f"Uploading to {args.folder}", total=len(args.files)) as progress:
-                for f in args.files:
-                    call(folder.upload([Path(f).resolve()], basedir=Path.cwd(), dest=args.dest or ""))
-                    progress.advance(f)
-        else:  # download
-            self._download(folder, args.files, args.dest, f"Downloading from {args.folder}")
-
-    def _download(self, source: ComputeSession | VFolder, files: list[str], dest: str | None, title: str) -> None:
-        with Progress(title, total=len(files)) as progress:
-            for f in files:
-                self.console.call(source.download([f], dest=dest or "."))
-                progress.advance(f)
+        self._perform("backend_vfolder", line)
 
     @line_magic
     def backend_upload(self, line: str):
         """Copy local files into the session's work dir.  See %backend_help backend_upload."""
-        args = _args("backend_upload", line)
-        self._upload(self.console.session(args.name).session, [Path(p) for p in args.files])
+        self._perform("backend_upload", line)
 
     @line_magic
     def backend_download(self, line: str):
         """Copy files from the session's work dir.  See %backend_help backend_download."""
-        args = _args("backend_download", line)
-        managed = self.console.session(args.name, create=False) if args.name else self.console.session()
-        self._download(managed.session, args.files, args.dest, "Downloading")
+        self._perform("backend_download", line)
 
-    # -- configuration and help --------------------------------------------------------------------
     @line_magic
     def backend_config(self, line: str):
         """Show the effective configuration and where each value came from (secret masked)."""
-        _args("backend_config", line)
-        try:
-            env_config = Config.from_env()
-        except ConfigError as e:
-            raise UsageError(str(e)) from None
-        origin, console = sources(), self.console
-        effective = console.config or env_config
-        for field_name in CONFIG_FIELDS:
-            value = getattr(effective, field_name)
-            if field_name == "secret_key":
-                value = (value[:2] + "*" * 6) if value else ""
-            elif field_name in ("vfolder_mounts", "endpoints"):
-                value = ",".join(str(m) for m in value)
-            where = origin[field_name]
-            if env_config.uses_embedded_server and field_name in ("endpoints", "access_key", "secret_key"):
-                where = "embedded server" if console.config else "embedded server (started on first use)"
-            print(f"{field_name:25} {value!s:50} {where}")
-        if console.client is not None:
-            print(f"{'negotiated API version':25} {console.client.api_version}")
-        print(f"{'current session':25} {console.current}")
+        self._perform("backend_config", line)
 
     @line_magic
     def backend_help(self, line: str):
         """Show help for the Backend.AI magics."""
-        args = _args("backend_help", line)
-        try:
-            print(help_text(args.command))
-        except CommandError as e:
-            raise UsageError(str(e)) from None
+        self._perform("backend_help", line)
 
 
 def load_ipython_extension(ipython) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .client import (
     APIClient,
@@ -23,11 +25,36 @@ from .client import (
     SessionNotFound,
 )
 from .config import Config, Mount
+from .kernelspecs import is_python
 from .remote import install_adapter, run_transport
 
 log = logging.getLogger("backend_jupyter.managed")
 
 EXIT_DESTROY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a new session is started with (besides the name): its image, the vfolders it mounts
+    on top of ``BACKEND_VFOLDER_MOUNTS``, its environment and its resource slots."""
+
+    image: str = "python"
+    mounts: tuple[Mount, ...] = ()
+    environ: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)
+
+    def overridden(self, *, image: str | None = None, mounts: tuple[Mount, ...] | None = None,
+                   environ: dict | None = None, resources: dict | None = None) -> Settings:
+        """These settings with each given one replaced (``None``: kept as it is)."""
+        changes = {"image": image, "mounts": mounts, "environ": environ, "resources": resources}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def describe(self) -> str:
+        parts = [self.image]
+        parts += [f"-m {m}" for m in self.mounts]
+        parts += [f"-r {k}={v}" for k, v in self.resources.items()]
+        parts += [f"-e {k}=…" for k in self.environ]  # values may be secrets
+        return " ".join(parts)
 
 
 @dataclass
@@ -38,6 +65,7 @@ class ManagedSession:
     stuck: bool = False  # stopped answering after a run broke off: runs are refused until it answers
     adapter: bool = False  # the remote display adapter runs in it (see remote.py)
     gone: bool = False  # it no longer exists: the front-end opens a new one
+    settings: Settings = field(default_factory=Settings)  # what it was opened with
 
     @property
     def name(self) -> str:
@@ -47,20 +75,20 @@ class ManagedSession:
         return run_transport(configured, self.adapter)
 
     @classmethod
-    async def open(cls, api: APIClient, image: str, name: str, *, python: bool, adapter: bool = True,
-                   mounts: Iterable[Mount] = (), environ: dict | None = None,
-                   resources: dict | None = None, keep: bool = False, attach: bool = False) -> ManagedSession:
+    async def open(cls, api: APIClient, name: str, settings: Settings, *, adapter: bool = True,
+                   keep: bool = False, attach: bool = False) -> ManagedSession:
         """Create the session ``name`` (or reuse the running one of that name; ``attach``: it must
         exist and is never ours), then install the display adapter on a Python image."""
         if attach:
             session = ComputeSession(api, name)
             info = await session.info()
-            session.image = info.get("image") or image
+            session.image = info.get("image") or settings.image
         else:
-            session = await ComputeSession.get_or_create(api, image, name=name, mounts=list(mounts),
-                                                         environ=environ, resources=resources)
-        managed = cls(session, owned=session.created and not attach, keep=keep)
-        managed.adapter = python and adapter and await install_adapter(session)
+            session = await ComputeSession.get_or_create(
+                api, settings.image, name=name, mounts=list(settings.mounts), environ=settings.environ,
+                resources=settings.resources)
+        managed = cls(session, owned=session.created and not attach, keep=keep, settings=settings)
+        managed.adapter = is_python(settings.image) and adapter and await install_adapter(session)
         return managed
 
     async def restart(self) -> str:
@@ -112,3 +140,34 @@ def destroy_at_exit(config: Config | None, names: list[str]) -> None:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(EXIT_DESTROY_TIMEOUT + 2)
+
+
+# -- the settings a kernel's session was given by ``%backend_session new`` ------------------------------
+def _settings_path(kernel_id: str) -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir()) / f"backend-jupyter-{kernel_id}.json"
+
+
+def save_settings(kernel_id: str, settings: Settings) -> None:
+    """Keep ``settings`` for the kernel's next process (a Jupyter restart starts a new one)."""
+    path = _settings_path(kernel_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"image": settings.image, "mounts": [str(m) for m in settings.mounts], "environ": settings.environ,
+            "resources": settings.resources}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # environment values may be secrets
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+
+
+def saved_settings(kernel_id: str) -> Settings | None:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads(_settings_path(kernel_id).read_text())
+        mounts = tuple(Mount(*m.split(":", 1)) for m in data["mounts"])
+        return Settings(str(data["image"]), mounts, dict(data["environ"]), dict(data["resources"]))
+    return None
+
+
+def forget_settings(kernel_id: str) -> None:
+    with contextlib.suppress(OSError):
+        _settings_path(kernel_id).unlink()

@@ -337,10 +337,9 @@ def test_embedded_server_is_the_default_and_shared(tmp_path, kernel_env):
             t.join(120)
         for result in results:
             assert result.status == "ok" and result.stream() == "on the embedded server\n"
-            notes = [c["data"]["text/plain"] for c in result.of("display_data")]
-            assert any("embedded Backend.AI server" in n for n in notes)
+            assert "Using the embedded Backend.AI server at http://127.0.0.1:" in result.stream("stderr")
         second = drivers[0].execute("print(2)")
-        assert not second.of("display_data")  # said once, in the first cell
+        assert not second.of("display_data") and not second.stream("stderr")  # said once, in the first cell
         state = json.loads((tmp_path / "jupyter-data" / "backend_jupyter" / "server.json").read_text())
         servers = [p for p in __import__("psutil").process_iter(["cmdline"])
                    if p.info["cmdline"] and "server" in p.info["cmdline"] and str(tmp_path) in " ".join(p.info["cmdline"])]

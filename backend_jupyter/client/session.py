@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import os
+import posixpath
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from .api import APIClient, upload_form
 from .errors import (
     APIVersionUnsupported,
     BadRequest,
+    Forbidden,
     NotFound,
     NotSupported,
     SessionNotFound,
@@ -55,6 +58,9 @@ def mount_fields(client: APIClient, mounts: Iterable[Mount | str]) -> dict[str, 
 EXECUTE_READ_TIMEOUT = 120.0
 log = logging.getLogger("backend_jupyter.client")
 
+# What a user may read of their own session's statistics on 26.09 (``live_stat``: a JSON string).
+LIVE_STAT_QUERY = ("query($id: UUID!) { compute_session(id: $id) { containers { cluster_role occupied_slots "
+                   "live_stat } } }")
 REPLACE_TIMEOUT = 10.0  # a destroyed session frees its name (26.09: ~3 s TERMINATING)
 ENDED = frozenset({"TERMINATED", "CANCELLED"})  # over, though a manager may still list it
 ENDING = ENDED | {"TERMINATING"}  # destroyed: on its way out
@@ -206,6 +212,27 @@ class ComputeSession:
     async def info(self) -> dict[str, Any]:
         return await self.client.request("GET", self.path)
 
+    async def live_stat(self) -> dict[str, Any] | None:
+        """The live statistics of the session's main container (``cpu_util``, ``mem``, ...; see
+        usage.py), from the manager's GraphQL API, where a user reads their own sessions'
+        statistics.  None when there are none (no statistics backend, not permitted, an old server)."""
+        if not self.id:
+            return None
+        try:
+            data = await self.client.request("POST", "/admin/gql", json={"query": LIVE_STAT_QUERY,
+                                             "variables": {"id": self.id}}, idempotent=True)
+        except (BadRequest, NotFound, Forbidden, NotSupported) as e:
+            log.debug("no live statistics for %s: %s", self.name, e)
+            return None
+        session = ((data or {}).get("data") or {}).get("compute_session") or {}
+        containers = session.get("containers") or []
+        main = next((c for c in containers if c.get("cluster_role") in (None, "main")), None)
+        raw = (main or {}).get("live_stat")
+        if isinstance(raw, str):
+            with contextlib.suppress(ValueError):
+                raw = json.loads(raw)
+        return raw if isinstance(raw, dict) and raw else None
+
     async def logs(self) -> str:
         data = await self.client.request("GET", f"{self.path}/logs")
         return str(data.get("result", {}).get("logs", "")) if isinstance(data, dict) else str(data)
@@ -236,13 +263,15 @@ class ComputeSession:
         return True
 
     # -- files -----------------------------------------------------------------------------------
-    async def upload(self, files: Sequence[str | os.PathLike], *, basedir: str | os.PathLike | None = None) -> list[str]:
-        """Upload local files into the session's work dir, keeping paths relative to ``basedir``."""
+    async def upload(self, files: Sequence[str | os.PathLike], *, basedir: str | os.PathLike | None = None,
+                     dest: str = "") -> list[str]:
+        """Upload local files into the session's work dir (``dest``: a directory in it), keeping
+        paths relative to ``basedir``."""
         base = Path(basedir or os.getcwd()).resolve()
         entries = []
         for f in files:
             local = (base / f).resolve() if not Path(f).is_absolute() else Path(f).resolve()
-            remote = local.relative_to(base).as_posix()
+            remote = posixpath.join(dest, local.relative_to(base).as_posix())
             entries.append((local, remote))
 
         await self.client.request("POST", f"{self.path}/upload", form=upload_form(entries), idempotent=True,

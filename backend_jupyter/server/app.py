@@ -19,7 +19,7 @@ from aiohttp import web
 from .keys import KeyStore
 from .middleware import MIDDLEWARES
 from .params import MAX_JSON_BODY
-from .routes import files, sessions, stream, system, transfers, vfolders
+from .routes import files, graphql, sessions, stream, system, transfers, vfolders
 from .sessions import SessionRegistry
 from .state import FOLDERS, KEYS, SESSIONS, SETTINGS, ServerSettings
 from .vfolders import FolderStore
@@ -28,7 +28,7 @@ __all__ = ["ServerSettings", "make_app"]
 
 log = logging.getLogger("backend_jupyter.server")
 
-RESOURCES = (system, sessions, files, stream, vfolders, transfers)
+RESOURCES = (system, sessions, files, stream, vfolders, transfers, graphql)
 
 
 def make_app(settings: ServerSettings) -> web.Application:

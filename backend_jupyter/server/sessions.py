@@ -36,6 +36,7 @@ from .errors import (
 from .images import SPEC_MANAGER, image_kernel
 from .records import message_record
 from .runs import Run, Runs
+from .stats import ProcessStats
 
 log = logging.getLogger("backend_jupyter.server")
 
@@ -110,6 +111,11 @@ class LocalKernel:
 
     async def restart(self) -> None:
         await self.km.restart_kernel(now=False)
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = self.km.provisioner if self.km is not None else None
+        return getattr(provisioner, "pid", None)
 
     async def interrupt(self) -> None:
         if self.km is not None and await self.km.is_alive():
@@ -239,6 +245,7 @@ class LocalSession:
                                   stdin=self._on_stdin, shell=self._on_shell)
         self._log_file: IO[bytes] | None = None
         self.start_task: asyncio.Task | None = None
+        self._stats = ProcessStats()
 
     @property
     def name(self) -> str:
@@ -250,6 +257,10 @@ class LocalSession:
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
+
+    def live_stat(self) -> dict | None:
+        """The kernel process tree's CPU and memory, as an agent reports a container's."""
+        return self._stats.sample(self.kernel.pid) if self.status == "RUNNING" else None
 
     @property
     def busy(self) -> bool:
@@ -293,8 +304,10 @@ class LocalSession:
             await self.kernel.start(self.workdir, self.environment(), self._log_file)
             await self._wait_ready()
         except Exception as e:
+            log.exception("session %s: the %s kernel did not start", self.name, self.kernel_name)
             await self.destroy()
-            raise KernelCreationFailed(f"The {self.kernel_name!r} kernel did not start: {e}") from e
+            reason = str(e) or type(e).__name__  # a bare TimeoutError has no text of its own
+            raise KernelCreationFailed(f"The {self.kernel_name!r} kernel did not start: {reason}") from e
         self.status = "RUNNING"
 
     async def _wait_ready(self) -> None:

@@ -62,7 +62,8 @@ def test_run_options():
 
 
 def test_other_commands():
-    assert vars(parse("backend_upload", "a b -s s")) == {"files": ["a", "b"], "name": "s"}
+    assert vars(parse("backend_upload", "a b -s s")) == {"files": ["a", "b"], "name": "s", "dest": None}
+    assert vars(parse("backend_upload", "a --dest in")) == {"files": ["a"], "name": None, "dest": "in"}
     assert vars(parse("backend_download", "a --dest out")) == {"files": ["a"], "name": None, "dest": "out"}
     assert vars(parse("backend_config", "")) == {}
     assert vars(parse("backend_help", "backend_run")) == {"command": "backend_run"}
@@ -72,14 +73,15 @@ def test_other_commands():
     ("backend_session", "", "the following arguments are required: SUBCOMMAND", "usage: %backend_session SUBCOMMAND"),
     ("backend_session", "launch x", "invalid choice: 'launch'", "usage: %backend_session SUBCOMMAND"),
     ("backend_session", "list --bogus", "unrecognized arguments: --bogus", "usage: %backend_session"),
-    ("backend_session", "new", "the following arguments are required: NAME", "usage: %backend_session new"),
+    ("backend_session", "new --image", "argument --image: expected one argument", "usage: %backend_session new"),
     ("backend_session", "new s --keep=yes", "--keep", "usage: %backend_session"),
     ("backend_vfolder", "", "the following arguments are required: SUBCOMMAND", "usage: %backend_vfolder"),
     ("backend_vfolder", "ls", "the following arguments are required: NAME", "usage: %backend_vfolder ls NAME [PATH]"),
     ("backend_vfolder", "download vf", "the following arguments are required: FILE", "usage: %backend_vfolder download"),
     ("backend_run", "--nope", "unrecognized arguments: --nope", "usage: %%backend_run"),
     ("backend_run", "--ses s", "unrecognized arguments: --ses", "usage: %%backend_run"),  # no abbreviations
-    ("backend_upload", "", "the following arguments are required: FILE", "usage: %backend_upload [-s NAME] FILE"),
+    ("backend_upload", "", "the following arguments are required: PATH",
+     "usage: %backend_upload [-s NAME] [--dest DIR] PATH"),
     ("backend_config", "extra", "unrecognized arguments: extra", "usage: %backend_config"),
 ])
 def test_usage_errors_carry_the_usage(command, line, message, usage):
@@ -161,7 +163,10 @@ def test_help_of_one_command_gives_its_options():
     assert "batch mode: upload, build, exec" in run
     session = help_text("%backend_session")
     assert session.startswith("usage: %backend_session SUBCOMMAND")
-    assert "start a session and make it the current one" in session and "destroy a session" in session
+    flat = " ".join(session.split())
+    assert "start a session with these settings and make it the current one" in flat
+    assert "without NAME, replace the current session (its variables are lost)" in flat
+    assert "destroy a session" in session
 
 
 def test_help_of_an_unknown_command():

@@ -3,6 +3,7 @@ execute loop, under ``/session`` (API v5+), ``/kernel`` (v4) and the legacy ``/v
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
@@ -176,7 +177,7 @@ def info_body(session: LocalSession) -> dict:
         "tag": session.spec.tag,
         "type": session.spec.type,
         "containerId": None,
-        "occupiedSlots": "{}",
+        "occupiedSlots": json.dumps({k: str(v) for k, v in session.spec.resources.items()}),
         "occupiedShares": "{}",
         "environ": "{}",
         "mounts": session.spec.mount_names,

@@ -1,0 +1,406 @@
+"""What the ``%backend_*`` commands do, written once for both front-ends.
+
+The kernel (commands at the top of a cell) and the magics (a local IPython) parse a command with
+commands.py, then :func:`perform` it against a :class:`Host`: the front-end's client, its sessions
+and where what it shows goes.  A command acts through the host and emits what to show as events,
+:class:`Say` (a line of text) and :class:`Progress` (a step shown in place); the kernel publishes
+them on IOPub, the magics print them and draw progress bars on IPython's main thread.
+``%backend_run`` is not here: running a cell is the driver's job, each front-end's own glue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .client import APIClient, ComputeSession, SessionNotFound, VFolder
+from .commands import CommandError, help_text, pairs
+from .config import Config, ConfigError, parse_mounts, sources
+from .kernelspecs import is_python
+from .managed import ManagedSession, Settings
+from .remote import ADAPTER_MISSING
+from .usage import describe_session
+from .variables import human_size
+
+CONFIG_FIELDS = ("endpoints", "access_key", "secret_key", "vfolder_mounts", "api_version", "skip_sslcert_validation",
+                 "connection_timeout", "read_timeout", "session_name")
+
+
+@dataclass
+class Say:
+    """Text to show (a trailing newline is added when missing)."""
+
+    text: str
+    stream: str = "stdout"
+
+
+@dataclass(eq=False)
+class Progress:
+    """A step shown in place: emitted again each time it advances and when it ends."""
+
+    title: str
+    total: int | None = None
+    done: int = 0
+    item: str = ""
+    state: str = "running"  # running | done | failed
+    note: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def advance(self, item: str = "") -> Progress:
+        self.done += 1
+        self.item = item
+        return self
+
+    def end(self, ok: bool = True, note: str = "") -> Progress:
+        self.state = "done" if ok else "failed"
+        self.note = note or (f"done in {time.monotonic() - self.started:.1f} s" if ok else "failed")
+        return self
+
+    def text(self) -> str:
+        if self.state != "running":
+            return f"{self.title}: {self.note}"
+        count = f" {self.done}/{self.total}" if self.total else ""
+        return f"{self.title}{count}{': ' + self.item if self.item else ' …'}"
+
+
+class Host(Protocol):
+    """A front-end as the commands see it."""
+
+    where: Path  # local files are read from and written under this directory
+    current: str  # the name of the session commands act on by default
+    sessions: dict[str, ManagedSession]  # the sessions this front-end opened or attached, by name
+    settings: Settings  # what a new session of this front-end starts with
+    client_config: Config | None  # the effective configuration, once connected
+    negotiated_version: str | None  # the API version agreed with the server, once connected
+
+    async def client(self) -> APIClient: ...
+
+    async def open(self, name: str | None = None, *, settings: Settings | None = None, keep: bool = False,
+                   create: bool = True, attach: bool = False) -> ManagedSession: ...
+
+    def adopt(self, settings: Settings) -> None:
+        """``%backend_session new`` changed the current session's settings: later restarts use them."""
+
+    def emit(self, event: Say | Progress) -> None: ...
+
+
+async def perform(host: Host, command: str, args: argparse.Namespace) -> None:
+    """Carry out ``%command`` (already parsed) on ``host``.  Usage problems raise
+    :class:`CommandError`; the client's errors (``BackendError``) pass through."""
+    if command == "backend_session":
+        await SESSION_COMMANDS[args.subcommand](host, args)
+    elif command == "backend_vfolder":
+        await vfolder(host, args)
+    elif command == "backend_upload":
+        await upload(host, args)
+    elif command == "backend_download":
+        await download(host, args)
+    elif command == "backend_config":
+        await show_config(host)
+    elif command == "backend_help":
+        host.emit(Say(help_text(args.command)))
+    else:
+        raise CommandError(f"%{command} is not a command of this front-end")
+
+
+# -- opening sessions -------------------------------------------------------------------------------
+def requested_settings(host: Host, args: argparse.Namespace) -> Settings | None:
+    """The settings a command's session options ask for on top of the host's; None if it gives none."""
+    mounts = tuple(parse_mounts(",".join(args.mount), "-m")) if getattr(args, "mount", None) else None
+    environ = pairs(args.env, "-e") if getattr(args, "env", None) else None
+    resources = pairs(args.resource, "-r") if getattr(args, "resource", None) else None
+    image = getattr(args, "image", None)
+    if image is None and mounts is None and environ is None and resources is None:
+        return None
+    return host.settings.overridden(image=image, mounts=mounts, environ=environ, resources=resources)
+
+
+async def open_session(host: Host, name: str, settings: Settings, *, adapter: bool, keep: bool = False,
+                       attach: bool = False) -> ManagedSession:
+    """Open ``name`` with ``settings`` (``attach``: a running session, never ours), showing progress."""
+    api = await host.client()
+    missing = [m.name for m in settings.mounts if not await VFolder(api, m.name).exists()]
+    if missing:
+        raise CommandError(f"No such vfolder: {', '.join(missing)} (create it with %backend_vfolder create NAME)")
+    progress = Progress(f"{'Attaching to' if attach else 'Starting'} session {name} ({settings.image})")
+    host.emit(progress)
+    try:
+        managed = await ManagedSession.open(api, name, settings, adapter=adapter, keep=keep, attach=attach)
+    except BaseException:
+        host.emit(progress.end(ok=False))
+        raise
+    if attach:
+        note = f"attached ({managed.session.image}); never destroyed from here"
+    else:
+        verb = "started" if managed.session.created else "attached to the running session"
+        note = f"{verb} in {time.monotonic() - progress.started:.1f} s"
+    host.emit(progress.end(note=note))
+    if is_python(settings.image) and adapter and not managed.adapter:
+        host.emit(Say(ADAPTER_MISSING, "stderr"))
+    host.sessions[name] = managed
+    return managed
+
+
+# -- %backend_session -------------------------------------------------------------------------------
+async def session_list(host: Host, args) -> None:
+    api = await host.client()
+    try:
+        rows = await ComputeSession.list(api)
+    except Exception:  # a real manager lists sessions only through GraphQL: show the ones we know
+        rows = []
+    listed = {row.get("name") for row in rows}
+    rows += [{"name": n, "status": "?"} for n in host.sessions if n not in listed]
+    for row in rows:
+        mark = "*" if row.get("name") == host.current else " "
+        known = host.sessions.get(row.get("name"))
+        owner = "ours" if known is not None and known.owned else ""
+        host.emit(Say(f"{mark} {row.get('name', ''):40} {row.get('status', ''):10} "
+                      f"{row.get('image', '') or '':12} {owner}".rstrip()))
+
+
+async def session_info(host: Host, args) -> None:
+    name = args.name or host.current
+    managed = host.sessions.get(name)
+    session = managed.session if managed is not None else ComputeSession(await host.client(), name)
+    try:
+        info = await session.info()
+    except SessionNotFound:
+        raise CommandError(f"No session {name!r} (it starts with the first cell that runs)") from None
+    session.id = session.id or info.get("sessionId")
+    stat = await session.live_stat()
+    host.emit(Say(describe_session(info, stat, endpoint=session.client.endpoint, managed=managed)))
+
+
+async def session_logs(host: Host, args) -> None:
+    name = args.name or host.current
+    managed = host.sessions.get(name)
+    session = managed.session if managed is not None else ComputeSession(await host.client(), name)
+    logs = await session.logs()
+    host.emit(Say(logs if logs.strip() else f"(the kernel log of {name} is empty)"))
+
+
+async def session_restart(host: Host, args) -> None:
+    name = args.name or host.current
+    managed = await host.open(name, create=False)
+    result = await managed.restart()
+    if result == "replaced":
+        host.sessions.pop(name, None)
+        host.emit(Say(f"This manager cannot restart sessions, so {name} was destroyed; the next run starts a "
+                      "fresh session under that name (its variables and files are gone)."))
+    elif result == "kept":
+        host.emit(Say(f"This manager cannot restart sessions and {name} is not ours to replace: its state is kept."))
+    else:
+        host.emit(Say(f"Restarted {name}: its state is reset, its files are kept."))
+
+
+async def session_new(host: Host, args) -> None:
+    """Start a session with the given settings and make it current.  Without a name, or with the
+    current one, the current session is replaced: it is destroyed first (its variables are lost)
+    and the new settings hold for its later restarts."""
+    settings = requested_settings(host, args) or host.settings
+    name = args.name or host.current
+    if name == host.current:
+        old = host.sessions.get(name)
+        if old is not None and not old.gone:
+            if not old.owned:
+                raise CommandError(f"{name} was attached, not started here: it is not ours to replace")
+            host.emit(Say(f"Replacing {name}: its variables are lost (files in its vfolders stay).", "stderr"))
+            await old.destroy()
+            await old.session.wait_gone(30)
+            host.sessions.pop(name, None)
+        host.adopt(settings)
+    await host.open(name, settings=settings, keep=args.keep)
+    host.current = name
+
+
+async def session_attach(host: Host, args) -> None:
+    try:
+        managed = await host.open(args.name, attach=True)
+    except SessionNotFound:
+        raise CommandError(f"No session named {args.name!r} to attach to") from None
+    host.current = args.name
+    host.emit(Say(f"Attached to {args.name} ({managed.session.image}); it will not be destroyed from here."))
+
+
+async def session_use(host: Host, args) -> None:
+    await host.open(args.name, create=False)
+    host.current = args.name
+
+
+async def session_destroy(host: Host, args) -> None:
+    name = args.name
+    known = host.sessions.get(name)
+    session = known.session if known is not None else ComputeSession(await host.client(), name)
+    try:
+        await session.destroy()
+    except SessionNotFound:
+        raise CommandError(f"No session {name!r} to destroy") from None
+    host.sessions.pop(name, None)
+    host.emit(Say(f"Destroyed {name}."))
+
+
+SESSION_COMMANDS = {"list": session_list, "info": session_info, "logs": session_logs, "restart": session_restart,
+                    "new": session_new, "attach": session_attach, "use": session_use, "destroy": session_destroy}
+
+
+# -- files --------------------------------------------------------------------------------------------
+def remote_path(path: str, what: str) -> str:
+    """A path in the session's work directory or a vfolder: relative, without ``..``."""
+    clean = posixpath.normpath(path.replace("\\", "/")) if path else "."
+    if path.startswith(("/", "~")) or clean == ".." or clean.startswith("../"):
+        raise CommandError(f"{what} {path!r}: give a path relative to the work directory, without '..'")
+    return "" if clean == "." else clean
+
+
+def local_dir(base: Path, dest: str | None) -> Path:
+    """A local destination directory inside ``base``'s tree."""
+    target = (base / (dest or ".")).resolve()
+    if not target.is_relative_to(base.resolve()):
+        raise CommandError(f"--dest {dest!r} is outside {base}; downloads stay under the notebook's directory")
+    return target
+
+
+def local_files(base: Path, paths: list[str]) -> list[Path]:
+    """The files ``paths`` name (directories recursively), all checked before anything is sent."""
+    base = base.resolve()
+    found: list[Path] = []
+    for raw in paths:
+        path = (base / raw).resolve()
+        if not path.exists():
+            raise CommandError(f"No such file or directory: {raw}")
+        if not path.is_relative_to(base):
+            raise CommandError(f"{raw} is outside {base}; uploads keep paths relative to it")
+        found += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    unreadable = [str(p.relative_to(base)) for p in found if not os.access(p, os.R_OK)]
+    if unreadable:
+        raise CommandError(f"Cannot read {', '.join(unreadable)}: nothing was uploaded")
+    return found
+
+
+async def upload(host: Host, args) -> None:
+    files = local_files(host.where, args.files)
+    dest = remote_path(args.dest, "--dest") if args.dest else ""
+    managed = await host.open(args.name)
+    await send_files(host, managed.session, files, dest, f"Uploading to {managed.name}")
+
+
+async def send_files(host: Host, target: ComputeSession | VFolder, files: list[Path], dest: str, title: str) -> None:
+    """Upload ``files`` (paths under ``host.where``) one by one, with progress and sizes."""
+    base = host.where.resolve()
+    progress = Progress(title, total=len(files))
+    host.emit(progress)
+    sent = 0
+    try:
+        for path in files:
+            await target.upload([path], basedir=base, dest=dest)
+            size = path.stat().st_size
+            sent += size
+            host.emit(progress.advance(f"{path.relative_to(base)} ({human_size(size)})"))
+    except BaseException:
+        host.emit(progress.end(ok=False))
+        raise
+    host.emit(progress.end(note=f"{len(files)} file{'s' * (len(files) != 1)}, {human_size(sent)} in "
+                                f"{time.monotonic() - progress.started:.1f} s"))
+
+
+async def download(host: Host, args) -> None:
+    names = [remote_path(p, "PATH") for p in args.files]
+    dest = local_dir(host.where, args.dest)
+    managed = await host.open(args.name, create=args.name is None)
+    await fetch_files(host, managed.session, names, dest, f"Downloading from {managed.name}")
+
+
+async def fetch_files(host: Host, source: ComputeSession | VFolder, names: list[str], dest: Path, title: str) -> None:
+    """Download ``names`` into ``dest`` through a scratch directory, so that a missing file leaves
+    nothing behind locally."""
+    progress = Progress(title, total=len(names))
+    host.emit(progress)
+    received = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="backend-download-") as tmp:
+            for name in names:
+                await source.download([name], dest=tmp)
+                progress.advance(name)
+                host.emit(progress)
+            dest.mkdir(parents=True, exist_ok=True)
+            for item in sorted(Path(tmp).iterdir()):
+                received += sum(f.stat().st_size for f in item.rglob("*") if f.is_file()) if item.is_dir() \
+                    else item.stat().st_size
+                _move(item, dest / item.name)
+    except BaseException:
+        host.emit(progress.end(ok=False))
+        raise
+    host.emit(progress.end(note=f"{human_size(received)} into {dest}"))
+
+
+def _move(item: Path, target: Path) -> None:
+    if target.is_dir() and item.is_dir():
+        for child in item.iterdir():
+            _move(child, target / child.name)
+        return
+    if target.is_dir():
+        shutil.rmtree(target)
+    shutil.move(str(item), str(target))
+
+
+# -- %backend_vfolder ---------------------------------------------------------------------------------
+async def vfolder(host: Host, args) -> None:
+    api = await host.client()
+    if args.subcommand == "list":
+        for f in await VFolder.list(api):
+            host.emit(Say(f"{f['name']:30} {f.get('permission', ''):4} {f.get('usage_mode', '')}".rstrip()))
+        return
+    folder = VFolder(api, args.folder)
+    if args.subcommand == "create":
+        await VFolder.create(api, args.folder)
+        host.emit(Say(f"Created vfolder {args.folder}."))
+    elif args.subcommand == "delete":
+        await folder.delete()
+        host.emit(Say(f"Deleted vfolder {args.folder}."))
+    elif args.subcommand == "ls":
+        for entry in await folder.list_files(remote_path(args.path, "PATH") or "."):
+            kind = "d" if entry.get("type") == "DIRECTORY" else "-"
+            host.emit(Say(f"{kind} {entry.get('size', 0):>12} {entry['name']}"))
+    elif args.subcommand == "mkdir":
+        await folder.mkdir(remote_path(args.path, "PATH"))
+    elif args.subcommand == "upload":
+        files = local_files(host.where, args.files)
+        dest = remote_path(args.dest, "--dest") if args.dest else ""
+        await send_files(host, folder, files, dest, f"Uploading to vfolder {args.folder}")
+    else:  # download
+        names = [remote_path(p, "FILE") for p in args.files]
+        await fetch_files(host, folder, names, local_dir(host.where, args.dest),
+                          f"Downloading from vfolder {args.folder}")
+
+
+# -- %backend_config ----------------------------------------------------------------------------------
+async def show_config(host: Host) -> None:
+    try:
+        env_config = Config.from_env()
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+    origin = sources()
+    effective = host.client_config or env_config
+    lines = []
+    for name in CONFIG_FIELDS:
+        value = getattr(effective, name)
+        if name == "secret_key":
+            value = (value[:2] + "*" * 6) if value else ""
+        elif name in ("vfolder_mounts", "endpoints"):
+            value = ",".join(str(m) for m in value)
+        where = origin[name]
+        if env_config.uses_embedded_server and name in ("endpoints", "access_key", "secret_key"):
+            where = "embedded server" if host.client_config else "embedded server (started on first use)"
+        lines.append(f"{name:25} {value!s:50} {where}")
+    if host.negotiated_version:
+        lines.append(f"{'negotiated API version':25} {host.negotiated_version}")
+    lines.append(f"{'new sessions':25} {host.settings.describe()}")
+    lines.append(f"{'current session':25} {host.current}")
+    host.emit(Say("\n".join(lines)))
