@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 
 from aiohttp import web
 
+from ...fastjson import dumps
 from ...protocol import EXECUTE_MODES
 from .. import files
 from ..errors import InvalidAPIParameters, NoSuchFolder
@@ -176,7 +177,7 @@ def info_body(session: LocalSession) -> dict:
         "tag": session.spec.tag,
         "type": session.spec.type,
         "containerId": None,
-        "occupiedSlots": "{}",
+        "occupiedSlots": dumps(session.spec.resources),  # the slots asked for: nothing is metered
         "occupiedShares": "{}",
         "environ": "{}",
         "mounts": session.spec.mount_names,
