@@ -30,8 +30,11 @@ class Result:
 
 
 class KernelDriver:
-    def __init__(self, env: dict[str, str], kernel_name: str = KERNEL_NAME, extra_arguments: list[str] = ()):
-        self.km = KernelManager(kernel_name=kernel_name)
+    def __init__(self, env: dict[str, str], kernel_name: str = KERNEL_NAME, extra_arguments: list[str] = (),
+                 kernel_spec_manager=None):
+        """``kernel_spec_manager``: where to find ``kernel_name`` (default: the Jupyter paths)."""
+        spec_manager = {"kernel_spec_manager": kernel_spec_manager} if kernel_spec_manager else {}
+        self.km = KernelManager(kernel_name=kernel_name, **spec_manager)
         self.km.start_kernel(env=env, extra_arguments=list(extra_arguments))
         self.kc = self.km.client()
         self.kc.start_channels()
