@@ -86,6 +86,7 @@ def _spec(request: web.Request, params: dict) -> SessionSpec:
         mounts={point: folders.path(folder) for point, folder in mounts.items()},
         mount_names=[folder.name for folder in mounts.values()],
         resources=opt_dict(config, "resources"),
+        client="".join(c for c in request.headers.get("User-Agent", "") if c.isprintable())[:120],
     )
 
 
