@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--exec-timeout", type=float, default=0.0,
                         help="interrupt runs longer than this many seconds, 0 = never (default: %(default)s)")
     server.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    control = server.add_mutually_exclusive_group()
+    control.add_argument("--status", action="store_true",
+                         help="show the server running on the data dir: where, since when, its sessions")
+    control.add_argument("--stop", action="store_true",
+                         help="stop the server running on the data dir (refused while a session is busy)")
+    server.add_argument("--force", action="store_true", help="with --stop: stop even while sessions are busy")
 
     env = sub.add_parser("env", help="print shell exports that point the SDK at the running server")
     _data_dir_arg(env)
@@ -81,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "server":
-        from .server.main import run
-
-        return run(args.host, args.port, args.data_dir, idle_timeout=args.idle_timeout,
-                   exec_timeout=args.exec_timeout, verbose=args.verbose)
+        return _server(parser, args)
     if args.command in ("env", "keypair"):
         from .server.keys import KeyStore
         from .server.main import DEFAULT_HOST, DEFAULT_PORT, running_endpoint
@@ -116,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor()
     return 2
+
+
+def _server(parser: argparse.ArgumentParser, args) -> int:
+    """Run the server in the foreground, or show or stop the one running on the data dir."""
+    if args.force and not args.stop:
+        parser.error("--force goes with --stop")
+    if args.status or args.stop:
+        from .serverctl import status_command, stop_command
+
+        return stop_command(args.data_dir, force=args.force) if args.stop else status_command(args.data_dir)
+    from .server.main import run
+
+    return run(args.host, args.port, args.data_dir, idle_timeout=args.idle_timeout,
+               exec_timeout=args.exec_timeout, verbose=args.verbose)
 
 
 def _install(args) -> int:
