@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--exec-timeout", type=float, default=0.0,
                         help="interrupt runs longer than this many seconds, 0 = never (default: %(default)s)")
     server.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    control = server.add_mutually_exclusive_group()
+    control.add_argument("--status", action="store_true",
+                         help="show the server running on the data dir: where, since when, its sessions")
+    control.add_argument("--stop", action="store_true",
+                         help="stop the server running on the data dir (refused while a session is busy)")
+    server.add_argument("--force", action="store_true", help="with --stop: stop even while sessions are busy")
 
     env = sub.add_parser("env", help="print shell exports that point the SDK at the running server")
     _data_dir_arg(env)
@@ -49,10 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--user", action="store_true", help="install for the current user")
     where.add_argument("--sys-prefix", action="store_true", help="install into sys.prefix (default)")
     where.add_argument("--prefix", help="install under this prefix")
-    install.add_argument("--image", help="the session image of an extra kernelspec (e.g. python:3.11)")
-    install.add_argument("--name", help="kernelspec key for --image (default: derived from the image)")
-    install.add_argument("--display-name", help="display name for --image")
-    install.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+    install.add_argument("--image", help="the session image of a profile kernelspec (e.g. python:3.11)")
+    install.add_argument("--display-name", help="display name of the profile (e.g. \"Backend.AI PyTorch · 1 GPU\")")
+    install.add_argument("--name", help="kernelspec key of the profile (default: derived from the display name, "
+                                        "else the image)")
+    install.add_argument("-r", "--resource", action="append", default=[], metavar="SLOT=VALUE",
+                         help="resource slot of the sessions this kernelspec creates, e.g. cpu=2, mem=4g, "
+                              "cuda.shares=1 (repeatable)")
+    install.add_argument("-m", "--mount", action="append", default=[], metavar="FOLDER[:ALIAS]",
+                         help="vfolder the sessions this kernelspec creates mount (repeatable)")
+    install.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
                          help="environment variable of the sessions this kernelspec creates (repeatable)")
     install.add_argument("--list", action="store_true", help="list the installed Backend.AI kernelspecs")
     install.add_argument("--remove", metavar="NAME", help="remove an installed Backend.AI kernelspec")
@@ -75,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "server":
-        from .server.main import run
-
-        return run(args.host, args.port, args.data_dir, idle_timeout=args.idle_timeout,
-                   exec_timeout=args.exec_timeout, verbose=args.verbose)
+        return _server(parser, args)
     if args.command in ("env", "keypair"):
         from .server.keys import KeyStore
         from .server.main import DEFAULT_HOST, DEFAULT_PORT, running_endpoint
@@ -112,41 +121,93 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _install(args) -> int:
-    import json
-    import re
+def _server(parser: argparse.ArgumentParser, args) -> int:
+    """Run the server in the foreground, or show or stop the one running on the data dir."""
+    if args.force and not args.stop:
+        parser.error("--force goes with --stop")
+    if args.status or args.stop:
+        from .serverctl import status_command, stop_command
 
-    from .kernelspecs import IMAGES, install, installed, remove
+        return stop_command(args.data_dir, force=args.force) if args.stop else status_command(args.data_dir)
+    from .server.main import run
+
+    return run(args.host, args.port, args.data_dir, idle_timeout=args.idle_timeout,
+               exec_timeout=args.exec_timeout, verbose=args.verbose)
+
+
+def _install(args) -> int:
+    from .commands import CommandError
+    from .config import ConfigError
+    from .kernelspecs import install
 
     if args.list:
-        for name, path in sorted(installed().items()):
-            spec = json.loads((Path(path) / "kernel.json").read_text())
-            image = spec.get("metadata", {}).get("backend_jupyter", {}).get("image", "?")
-            print(f"{name:30} {spec.get('display_name', '')!r:36} image={image}  {path}")
-        return 0
+        return _list_kernelspecs()
     if args.remove:
-        try:
-            print(f"Removed {remove(args.remove)}")
-        except KeyError as e:
-            print(f"error: {e.args[0]}", file=sys.stderr)
-            return 1
-        return 0
-    environ = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"error: --env {item!r}: use KEY=VALUE", file=sys.stderr)
-            return 2
-        environ[key] = value
-    if args.image:
-        key = args.name or re.sub(r"[^a-z0-9._-]+", "-", args.image.rsplit("/", 1)[-1].lower()).strip("-")
-        targets = [(key, args.image, args.display_name or f"Backend.AI {args.image}")]
-    else:
-        targets = [(key, None, None) for key in IMAGES]
+        return _remove_kernelspec(args.remove)
+    try:
+        settings = _session_settings(args)
+        targets = _install_targets(args)
+    except (CommandError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for key, image, display_name in targets:
         path = install(key, user=args.user, prefix=args.prefix, image=image, display_name=display_name,
-                       environ=environ)
+                       **settings)
         print(f"Installed kernelspec in {path}")
+    return 0
+
+
+def _session_settings(args) -> dict:
+    """The session settings of ``install``'s options, checked."""
+    from .commands import pairs
+    from .config import parse_mounts, parse_resources
+
+    return {
+        "environ": pairs(args.env, "--env"),
+        "resources": parse_resources(pairs(args.resource, "--resource"), "--resource"),
+        "mounts": parse_mounts(",".join(args.mount), "--mount"),
+    }
+
+
+def _install_targets(args) -> list[tuple[str, str | None, str | None]]:
+    """``(key, image, display name)`` to install: the profile the options name, else the shipped
+    kernelspecs."""
+    from .kernelspecs import IMAGES, kernelspec_key
+
+    if not (args.image or args.display_name or args.name):
+        return [(key, None, None) for key in IMAGES]
+    image = args.image or IMAGES["python"][0]
+    key = kernelspec_key(args.name, args.display_name, args.image)
+    return [(key, image, args.display_name or f"Backend.AI {image}")]
+
+
+def _list_kernelspecs() -> int:
+    import json
+
+    from .kernelspecs import installed
+
+    for name, path in sorted(installed().items()):
+        spec = json.loads((Path(path) / "kernel.json").read_text())
+        settings = spec.get("metadata", {}).get("backend_jupyter", {})
+        shown = [f"image={settings.get('image', '?')}"]
+        if settings.get("resources"):
+            shown.append("resources=" + ",".join(f"{k}={v}" for k, v in settings["resources"].items()))
+        if settings.get("mounts"):
+            shown.append("mounts=" + ",".join(settings["mounts"]))
+        if settings.get("environ"):
+            shown.append("env=" + ",".join(settings["environ"]))  # names only: values may be secret
+        print(f"{name:30} {spec.get('display_name', '')!r:36} {'  '.join(shown)}  {path}")
+    return 0
+
+
+def _remove_kernelspec(name: str) -> int:
+    from .kernelspecs import remove
+
+    try:
+        print(f"Removed {remove(name)}")
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

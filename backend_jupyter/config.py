@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from .protocol import SESSION_NAME_RE, VFOLDER_NAME_RE
 
 API_VERSION_RE = re.compile(r"^v(\d+)\.(\d{8})$")
+# A resource slot: ``cpu``, ``mem``, ``cuda.shares``, ``cuda.device``; its value a number or a size.
+SLOT_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)?\Z")
+SLOT_VALUE_RE = re.compile(r"^\d+(\.\d+)?([kmgtpe](i?b)?)?\Z", re.IGNORECASE)
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
@@ -151,6 +154,20 @@ def parse_mounts(raw: str, variable: str = "BACKEND_VFOLDER_MOUNTS") -> tuple[Mo
         seen.add(name)
         mounts.append(Mount(name, alias or None))
     return tuple(mounts)
+
+
+def parse_resources(slots: Mapping[str, str], variable: str) -> dict[str, str]:
+    """Resource slots (``{"cpu": "2", "mem": "4g"}``), each name and value checked."""
+    for name, value in slots.items():
+        if not SLOT_NAME_RE.match(name):
+            raise ConfigError(
+                f"{variable}: {name!r} is not a resource slot name (e.g. cpu, mem, cuda.shares, cuda.device)"
+            )
+        if not SLOT_VALUE_RE.match(value):
+            raise ConfigError(
+                f"{variable}: {name}={value!r} is not a number or a size (e.g. cpu=2, mem=4g, cuda.shares=0.5)"
+            )
+    return dict(slots)
 
 
 def parse_api_version(raw: str | None, variable: str = "BACKEND_API_VERSION") -> str | None:

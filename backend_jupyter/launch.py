@@ -12,7 +12,8 @@ from .client.api import MIN_API_VERSION
 from .config import Config, ConfigError
 from .embedded import EmbeddedServerError, resolve_config
 from .kernelspecs import PREFIX, install, installed
-from .server.main import default_data_dir, running_endpoint
+from .server.main import default_data_dir, running_endpoint, running_state
+from .serverctl import fetch_status
 
 KERNELSPEC = PREFIX + "python"
 
@@ -64,14 +65,8 @@ def doctor() -> int:
     except ConfigError as e:
         report(False, f"configuration: {e}", "correct the variable named above")
         return 1
-    if config.uses_embedded_server:
-        endpoint = running_endpoint(default_data_dir())
-        if endpoint is None:
-            report(None, "no BACKEND_ENDPOINT: the embedded server is used, and it is not running now",
-                   "it starts on demand with the first cell; `backend-jupyter server` runs it in the foreground")
-        else:
-            report(True, f"embedded server running at {endpoint}")
-    else:
+    _report_embedded(report, in_use=config.uses_embedded_server)
+    if not config.uses_embedded_server:
         report(True, f"cluster endpoint(s): {', '.join(config.endpoints)}")
         if not (config.access_key and config.secret_key):
             report(False, "BACKEND_ACCESS_KEY / BACKEND_SECRET_KEY are not both set",
@@ -96,6 +91,30 @@ def doctor() -> int:
         report(True, "JupyterLab is installed")
     print("All checks passed." if not failures else f"{failures} check(s) failed.")
     return 1 if failures else 0
+
+
+def _report_embedded(report, *, in_use: bool) -> None:
+    """Whether the embedded server of the default data dir runs: where, its pid, its sessions (a
+    note only, when a cluster is configured instead)."""
+    data_dir = default_data_dir()
+    state = running_state(data_dir)
+    if state is None:
+        if in_use:
+            report(None, "no BACKEND_ENDPOINT: the embedded server is used, and it is not running now",
+                   "it starts on demand with the first cell; `backend-jupyter server` runs it in the foreground")
+        return
+    try:
+        status = fetch_status(state, data_dir)
+    except BackendError as e:
+        report(False if in_use else None,
+               f"the embedded server (pid {state['pid']}) at {state['endpoint']} does not answer: {e.message}",
+               "`backend-jupyter server --stop --force`; it starts again on demand")
+        return
+    running = f"embedded server running at {status.endpoint} (pid {status.pid}, {status.count})"
+    if in_use:
+        report(True, running)
+    else:
+        report(None, f"{running}; not used while BACKEND_ENDPOINT is set", "`backend-jupyter server --stop` stops it")
 
 
 async def _check_server(config: Config, report) -> None:

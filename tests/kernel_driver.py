@@ -30,9 +30,13 @@ class Result:
 
 
 class KernelDriver:
-    def __init__(self, env: dict[str, str], kernel_name: str = KERNEL_NAME, extra_arguments: list[str] = ()):
-        self.km = KernelManager(kernel_name=kernel_name)
-        self.km.start_kernel(env=env, extra_arguments=list(extra_arguments))
+    def __init__(self, env: dict[str, str], kernel_name: str = KERNEL_NAME, extra_arguments: list[str] = (),
+                 kernel_spec_manager=None, cwd=None):
+        """``kernel_spec_manager``: where to find ``kernel_name`` (default: the Jupyter paths);
+        ``cwd``: the kernel's directory (a notebook's kernel starts in the notebook's)."""
+        spec_manager = {"kernel_spec_manager": kernel_spec_manager} if kernel_spec_manager else {}
+        self.km = KernelManager(kernel_name=kernel_name, **spec_manager)
+        self.km.start_kernel(env=env, extra_arguments=list(extra_arguments), **({"cwd": str(cwd)} if cwd else {}))
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)

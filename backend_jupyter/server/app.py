@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 from aiohttp import web
@@ -19,16 +20,25 @@ from aiohttp import web
 from .keys import KeyStore
 from .middleware import MIDDLEWARES
 from .params import MAX_JSON_BODY
-from .routes import files, graphql, sessions, stream, system, transfers, vfolders
+from .routes import (
+    files,
+    graphql,
+    sessions,
+    status,
+    stream,
+    system,
+    transfers,
+    vfolders,
+)
 from .sessions import SessionRegistry
-from .state import FOLDERS, KEYS, SESSIONS, SETTINGS, ServerSettings
+from .state import FOLDERS, KEYS, SESSIONS, SETTINGS, STARTED, ServerSettings
 from .vfolders import FolderStore
 
 __all__ = ["ServerSettings", "make_app"]
 
 log = logging.getLogger("backend_jupyter.server")
 
-RESOURCES = (system, sessions, files, stream, vfolders, transfers, graphql)
+RESOURCES = (system, status, sessions, files, stream, vfolders, transfers, graphql)
 
 
 def make_app(settings: ServerSettings) -> web.Application:
@@ -37,6 +47,7 @@ def make_app(settings: ServerSettings) -> web.Application:
     data_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(client_max_size=MAX_JSON_BODY, middlewares=MIDDLEWARES)
     app[SETTINGS] = settings
+    app[STARTED] = datetime.now(timezone.utc)
     app[KEYS] = KeyStore(data_dir)
     app[FOLDERS] = FolderStore(data_dir)
     app[SESSIONS] = SessionRegistry(

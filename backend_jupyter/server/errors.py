@@ -66,6 +66,11 @@ class InvalidAuthParameters(APIError):
     title = "Missing or invalid authorization parameters."
 
 
+class GenericForbidden(APIError):
+    status, slug, error_code = 403, "generic-forbidden", "backendai_generic_forbidden"
+    title = "Forbidden operation."
+
+
 class AuthorizationFailed(APIError):
     status, slug, error_code = 401, "auth-failed", "user_auth_unauthorized"
     title = "Credential/signature mismatch."

@@ -196,6 +196,11 @@ class Runs:
     def busy(self) -> bool:
         return any(not run.done for run in self._by_id.values())
 
+    @property
+    def busy_since(self) -> float | None:
+        """When the oldest run still going started (``time.monotonic()``); None when idle."""
+        return min((run.started for run in self._by_id.values() if not run.done), default=None)
+
     def new(self, run_id: str | None) -> Run:
         """A new run under ``run_id`` (the client's) or a fresh id; drained runs are forgotten."""
         if run_id is None:

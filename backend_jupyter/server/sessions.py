@@ -224,6 +224,7 @@ class SessionSpec:
     mounts: dict[str, Path] = field(default_factory=dict)  # mount point (relative) → folder dir
     mount_names: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
+    client: str = ""  # the User-Agent of the request that created it
 
 
 class LocalSession:

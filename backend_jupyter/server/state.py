@@ -7,6 +7,7 @@ belongs to one resource only is keyed in that resource's route module (transfer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -30,3 +31,4 @@ SETTINGS = web.AppKey("settings", ServerSettings)
 KEYS = web.AppKey("keys", KeyStore)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 FOLDERS = web.AppKey("folders", FolderStore)
+STARTED = web.AppKey("started", datetime)  # when the application was made (the server's start)

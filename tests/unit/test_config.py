@@ -15,6 +15,7 @@ from backend_jupyter.config import (
     parse_bool,
     parse_endpoints,
     parse_mounts,
+    parse_resources,
     parse_seconds,
     parse_session_name,
     session_base_environ,
@@ -161,6 +162,34 @@ def test_parse_mounts_errors_name_the_variable(raw, fragment):
 
 def test_parse_mounts_allows_dots_inside_an_alias():
     assert parse_mounts("a:x/..y/z.") == (Mount("a", "x/..y/z."),)
+
+
+def test_parse_resources_accepts_numbers_and_sizes():
+    slots = {"cpu": "2", "mem": "4g", "cuda.shares": "0.5", "cuda.device": "1", "shmem": "512MiB",
+             "rocm-x.device": "1", "mem2": "1.5GB"}
+    assert parse_resources(slots, "--resource") == slots
+    assert parse_resources({}, "--resource") == {}
+
+
+@pytest.mark.parametrize("slot, value, fragment", [
+    ("GPU!", "1", "'GPU!' is not a resource slot name (e.g. cpu, mem, cuda.shares, cuda.device)"),
+    ("Cpu", "1", "'Cpu' is not a resource slot name"),
+    ("cuda..shares", "1", "is not a resource slot name"),
+    ("cuda.shares.x", "1", "is not a resource slot name"),
+    ("cpu\n", "1", "is not a resource slot name"),
+    ("", "1", "'' is not a resource slot name"),
+    ("cpu", "lots", "cpu='lots' is not a number or a size (e.g. cpu=2, mem=4g, cuda.shares=0.5)"),
+    ("cpu", "-1", "cpu='-1' is not a number or a size"),
+    ("mem", "4 g", "mem='4 g' is not a number or a size"),
+    ("mem", "4x", "mem='4x' is not a number or a size"),
+    ("mem", "", "mem='' is not a number or a size"),
+    ("cpu", "2\n", "is not a number or a size"),
+])
+def test_parse_resources_errors_are_one_line_naming_the_option(slot, value, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_resources({slot: value}, "--resource")
+    message = str(err.value)
+    assert message.startswith("--resource: ") and fragment in message and "\n" not in message
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "YES", " on ", "y", "T"])

@@ -2,6 +2,8 @@
 routes and app.py mounts them all.
 
 - system: ``GET /`` (public) and the ``/auth`` test route
+- status: ``GET /embedded/status``, the embedded server's own status and all its sessions (not
+  the manager's API: for ``backend-jupyter server --status/--stop``; its default keypair only)
 - sessions: ``/session`` (API v5+) and ``/kernel`` (v4, also under ``/v2``-``/v4``): create, match,
   info, destroy, restart, interrupt, complete, logs and the REST execute loop
 - files: a session's files (upload, download, listing), under the same prefixes

@@ -3,13 +3,13 @@ execute loop, under ``/session`` (API v5+), ``/kernel`` (v4) and the legacy ``/v
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 from aiohttp import web
 
+from ...fastjson import dumps
 from ...protocol import EXECUTE_MODES
 from .. import files
 from ..errors import InvalidAPIParameters, NoSuchFolder
@@ -86,6 +86,7 @@ def _spec(request: web.Request, params: dict) -> SessionSpec:
         mounts={point: folders.path(folder) for point, folder in mounts.items()},
         mount_names=[folder.name for folder in mounts.values()],
         resources=opt_dict(config, "resources"),
+        client="".join(c for c in request.headers.get("User-Agent", "") if c.isprintable())[:120],
     )
 
 
@@ -177,7 +178,7 @@ def info_body(session: LocalSession) -> dict:
         "tag": session.spec.tag,
         "type": session.spec.type,
         "containerId": None,
-        "occupiedSlots": json.dumps({k: str(v) for k, v in session.spec.resources.items()}),
+        "occupiedSlots": dumps(session.spec.resources),  # the slots asked for: nothing is metered
         "occupiedShares": "{}",
         "environ": "{}",
         "mounts": session.spec.mount_names,
