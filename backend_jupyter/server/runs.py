@@ -62,7 +62,8 @@ class Run:
         self.final_status = FINISHED
         self.exit_code: int | None = None
         self.had_error = False
-        self.replied = False
+        self.replied = False  # the kernel's execute_reply arrived (shell)
+        self.idle = False  # the kernel's final busy → idle arrived (IOPub)
         self.last_output = time.monotonic()
         self.pending_input: tuple[str, bool] | None = None
         self.input_announced = False

@@ -356,7 +356,11 @@ class LocalSession:
             if record is not None:
                 run.emit(record)
         elif kind == "status" and content.get("execution_state") == "idle":
-            self.runs.finish_query(run)
+            # Done, once the reply is in too: it travels on another socket and may come second,
+            # and only it says whether the run failed (a UsageError publishes no error message).
+            run.idle = True
+            if run.replied:
+                self.runs.finish_query(run)
         else:
             run.last_output = time.monotonic()
 
@@ -376,10 +380,12 @@ class LocalSession:
             run.replied = True
             if msg["content"].get("status") != "ok":
                 run.had_error = True
+            if run.idle:
+                self.runs.finish_query(run)
 
     async def watchdog(self, run: Run) -> None:
         """Called while a client waits on ``run``: end it if the kernel died, time ran out, or
-        the kernel replied but its final IOPub ``idle`` was lost."""
+        the kernel's reply or its final IOPub ``idle`` was lost."""
         if run.done:
             return
         now = time.monotonic()
@@ -391,7 +397,7 @@ class LocalSession:
             run.emit(["stderr", "The session's kernel died unexpectedly; it will be replaced.\n"])
             run.finish(130)
             self.status = "ERROR"
-        elif run.replied and now - run.last_output > LOST_IDLE_GRACE:
+        elif (run.replied or run.idle) and now - run.last_output > LOST_IDLE_GRACE:
             self.runs.finish_query(run)
 
     # -- requests --------------------------------------------------------------------------------

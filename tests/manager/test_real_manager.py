@@ -526,14 +526,14 @@ def test_vfolders_need_a_storage_proxy(manager_stack):
 
 # -- the wrapper kernel ----------------------------------------------------------------------------
 
-def start_kernel(manager_stack, *, image: str | None = None, extra_arguments: list[str] | None = None):
+def start_kernel(manager_stack, *, image: str | None = None, extra_arguments: list[str] | None = None, cwd=None):
     """The installed ``backend-python`` kernelspec (image ``python``, the alias the stack registers),
     or, with ``image``, a copy of it whose argv names that image instead."""
     from tests.kernel_driver import KernelDriver
 
     env = manager_stack.env()
     if image is None:
-        return KernelDriver(env, kernel_name="backend-python", extra_arguments=extra_arguments or [])
+        return KernelDriver(env, kernel_name="backend-python", extra_arguments=extra_arguments or [], cwd=cwd)
     driver = KernelDriver.__new__(KernelDriver)
     driver.km = KernelManager(kernel_name="backend-python", kernel_spec_manager=ImageKernelSpecs(image))
     driver.km.start_kernel(env=env, extra_arguments=extra_arguments or [])
@@ -730,6 +730,67 @@ def test_kernel_restart_replaces_the_session(manager_stack):
         after = session_ids(manager_stack, name)
         assert len(before) == len(after) == 1 and before != after
         assert live_sessions(manager_stack, name) == ["RUNNING"]
+    finally:
+        driver.shutdown()
+    wait_terminated(manager_stack, name)
+
+
+def wait_running(stack: StackInfo, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while live_sessions(stack, name) != ["RUNNING"]:
+        assert time.monotonic() < deadline, f"{name} did not start within {timeout:g} s"
+        time.sleep(0.5)
+
+
+def test_kernel_starts_its_session_eagerly_and_an_unused_one_goes_with_it(manager_stack):
+    """Twin of test_kernel_commands.py's eager-start tests: the session is created when the kernel
+    starts, before any cell, and a kernel shut down unused destroys it."""
+    driver = start_kernel(manager_stack)
+    name = kernel_session_name(driver)
+    try:
+        wait_running(manager_stack, name, CREATE_TIMEOUT + 30)
+    finally:
+        driver.shutdown()
+    wait_terminated(manager_stack, name)
+
+
+def test_kernel_commands_on_the_real_manager(manager_stack, tmp_path):
+    """Twin of test_kernel_commands.py: upload, download, info and new, inside the kernel."""
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    driver = start_kernel(manager_stack, cwd=tmp_path)
+    name = kernel_session_name(driver)
+    try:
+        up = driver.execute("%backend_upload data.csv --dest in\nprint(open('in/data.csv').read(), end='')",
+                            timeout=CREATE_TIMEOUT + 30)
+        assert up.status == "ok", up.reply["content"]
+        assert up.stream() == "a,b\n1,2\n"
+        updates = [c["data"]["text/plain"] for c in up.of("update_display_data")]
+        assert any(u.endswith("1/1: data.csv (8 B)") for u in updates), updates
+        assert driver.execute("open('result.txt', 'w').write('from the cluster')").status == "ok"
+        down = driver.execute("%backend_download result.txt --dest results")
+        assert down.status == "ok", down.reply["content"]
+        assert (tmp_path / "results" / "result.txt").read_text() == "from the cluster"
+        missing = driver.execute("%backend_download no-such.txt --dest nothing")
+        assert missing.status == "error" and not (tmp_path / "nothing").exists()
+
+        info = dict(line.split(None, 1) for line in driver.execute("%backend_session info").stream().splitlines())
+        assert (info["name"], info["status"]) == (name, "RUNNING")
+        assert info["image"].startswith("cr.backend.ai/") and "python" in info["image"], info
+        assert info["endpoint"] == manager_stack.endpoint
+        assert info["resources"].startswith("cpu=1, mem="), info
+        # the loopback agent keeps no statistics: said plainly, not an error
+        assert info["usage"] == "not reported by this server (it keeps no live statistics for the session)"
+
+        before = session_ids(manager_stack, name)
+        new = driver.execute("%backend_session new -e STAGE=two\nimport os\nprint(os.environ['STAGE'])",
+                             timeout=CREATE_TIMEOUT + 30)
+        assert new.status == "ok", new.reply["content"]
+        assert new.stream() == "two\n" and "its variables are lost" in new.stream("stderr")
+        after = session_ids(manager_stack, name)
+        assert len(after) == 1 and after != before
+        slow = driver.execute("import time; time.sleep(3.2)")
+        lines = [c["data"].get("text/plain") for c in slow.of("display_data") + slow.of("update_display_data")]
+        assert lines[0] == "⏱ 2 s · usage not reported by this server" and slow.of("update_display_data")
     finally:
         driver.shutdown()
     wait_terminated(manager_stack, name)
