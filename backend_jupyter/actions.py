@@ -174,6 +174,8 @@ async def session_info(host: Host, args) -> None:
     except SessionNotFound:
         raise CommandError(f"No session {name!r} (it starts with the first cell that runs)") from None
     session.id = session.id or info.get("sessionId")
+    if session.id and not info.get("sessionId"):  # 26.09 leaves it out: the create response had it
+        info = {**info, "sessionId": session.id}
     stat = await session.live_stat()
     host.emit(Say(describe_session(info, stat, endpoint=session.client.endpoint, managed=managed)))
 

@@ -777,7 +777,8 @@ def test_kernel_commands_on_the_real_manager(manager_stack, tmp_path):
         assert (info["name"], info["status"]) == (name, "RUNNING")
         assert info["image"].startswith("cr.backend.ai/") and "python" in info["image"], info
         assert info["endpoint"] == manager_stack.endpoint
-        assert info["resources"].startswith("cpu=1, mem="), info
+        assert sorted(info["resources"].split(", ")) == ["cpu=1", "mem=335.5 MB"], info  # the stack's default
+        assert info["id"] == session_ids(manager_stack, name)[0]
         # the loopback agent keeps no statistics: said plainly, not an error
         assert info["usage"] == "not reported by this server (it keeps no live statistics for the session)"
 
