@@ -139,8 +139,8 @@ async def open_session(host: Host, name: str, settings: Settings, *, adapter: bo
     if attach:
         note = f"attached ({managed.session.image}); never destroyed from here"
     else:
-        verb = "started" if managed.session.created else "attached to the running session"
-        note = f"{verb} in {time.monotonic() - progress.started:.1f} s"
+        note = (f"started in {time.monotonic() - progress.started:.1f} s" if managed.session.created
+                else "attached to the running session")
     host.emit(progress.end(note=note))
     if is_python(settings.image) and adapter and not managed.adapter:
         host.emit(Say(ADAPTER_MISSING, "stderr"))

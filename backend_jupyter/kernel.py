@@ -255,7 +255,7 @@ class LiveStatus:
             if used is not None:
                 self.peak = max(self.peak or 0, used)
             usage = usage_line(stat) if stat else "usage not reported by this server"
-            self._show(f"⏱ {_clock(time.monotonic() - self.started)} · {usage}")
+            self._show(f"running {_clock(time.monotonic() - self.started)} · {usage}")
             await asyncio.sleep(max(0.0, STATUS_INTERVAL - (time.monotonic() - tick)))
 
     def _show(self, text: str, *, data: dict | None = None) -> None:
@@ -477,9 +477,13 @@ class BackendKernel(Kernel):
     async def _create(self, name: str, settings: Settings | None = None, *, keep: bool = False,
                       attach: bool = False) -> ManagedSession:
         await self.client()
-        attach = attach or (name == self.own_name and self.client_config.session_name is not None)
-        return await open_session(self, name, settings or self.settings, adapter=self.display_adapter,
-                                  keep=keep, attach=attach)
+        own = name == self.own_name and self.client_config.session_name is None
+        attach = attach or (name == self.own_name and not own)  # named by configuration: never ours
+        managed = await open_session(self, name, settings or self.settings, adapter=self.display_adapter,
+                                     keep=keep, attach=attach)
+        if own:
+            managed.owned = True  # also when a restarted kernel process finds it running
+        return managed
 
     def adopt(self, settings: Settings) -> None:
         self.settings = settings

@@ -156,3 +156,35 @@ def test_jupyterlab_end_to_end(page, lab):
     prompt = last_output(page, 6).locator(".jp-OutputPrompt").first.inner_text()
     assert prompt.startswith("[") and prompt.rstrip(":").strip("[]").isdigit(), prompt  # Out[n]: an execute_result
     shot(page, "09-dataframe")
+
+    # A long cell shows the live status line under what it printed; it goes away when the cell ends.
+    run_cell(page, "import time; print('working', flush=True); time.sleep(5); print('slept')")
+    status = last_output(page, 7).get_by_text("running 2 s")
+    status.wait_for(timeout=30_000)
+    assert "running 2 s · CPU " in status.inner_text() and "memory" in status.inner_text()
+    shot(page, "10-status-line")
+    last_output(page, 7).get_by_text("slept").wait_for(timeout=30_000)
+    deadline = time.monotonic() + 10
+    while "running" in last_output(page, 7).inner_text():
+        assert time.monotonic() < deadline, "the status line stayed after the cell"
+        time.sleep(0.2)
+    assert last_output(page, 7).inner_text().split() == ["working", "slept"]
+
+    # Tab completes a kernel command locally; the command then runs in the kernel.
+    editor = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell .cm-content").last
+    editor.click()
+    page.keyboard.type("%backend_se")
+    page.keyboard.press("Tab")
+    completer = page.locator(".jp-Completer-item", has_text="%backend_session")
+    completer.wait_for(timeout=15_000)  # the kernel's own match, without the session
+    shot(page, "11-tab-completion")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
+                           ".jp-CodeCell .cm-content')].pop().innerText.startsWith('%backend_session')",
+                           timeout=15_000)
+    page.keyboard.type(" info")
+    page.keyboard.press("Shift+Enter")
+    info = last_output(page, 8).get_by_text("usage")
+    info.wait_for(timeout=30_000)
+    assert "CPU" in last_output(page, 8).inner_text()
+    shot(page, "12-session-info")

@@ -791,7 +791,7 @@ def test_kernel_commands_on_the_real_manager(manager_stack, tmp_path):
         assert len(after) == 1 and after != before
         slow = driver.execute("import time; time.sleep(3.2)")
         lines = [c["data"].get("text/plain") for c in slow.of("display_data") + slow.of("update_display_data")]
-        assert lines[0] == "⏱ 2 s · usage not reported by this server" and slow.of("update_display_data")
+        assert lines[0] == "running 2 s · usage not reported by this server" and slow.of("update_display_data")
     finally:
         driver.shutdown()
     wait_terminated(manager_stack, name)
