@@ -6,10 +6,14 @@ import pytest
 
 from backend_jupyter.commands import (
     TABLE,
+    CellPlan,
     CommandError,
+    command_at,
+    complete,
     help_text,
     pairs,
     parse,
+    plan_cell,
     split_options,
 )
 
@@ -172,3 +176,53 @@ def test_help_of_one_command_gives_its_options():
 def test_help_of_an_unknown_command():
     with pytest.raises(CommandError, match=r"No command 'backend_nope'; the commands: %backend_run, %backend_session"):
         help_text("backend_nope")
+
+
+# -- a cell's commands (the kernel) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("code, plan", [
+    ("print(1)", CellPlan(code="print(1)")),
+    ("%timeit 1", CellPlan(code="%timeit 1")),  # IPython's own magics stay remote
+    ("!nvidia-smi", CellPlan(code="!nvidia-smi")),
+    ("%backend_upload a.csv\nprint(1)\n", CellPlan(commands=(("backend_upload", "a.csv"),), code="print(1)\n")),
+    ("\n%backend_upload a\n\n%backend_session info\n%pip list\n",
+     CellPlan(commands=(("backend_upload", "a"), ("backend_session", "info")), code="%pip list\n")),
+    ("x = 1\n%backend_upload a", CellPlan(code="x = 1\n%backend_upload a")),  # only at the top
+    ("%%backend_run -s other\nx = 1\n", CellPlan(cell_command=("backend_run", "-s other", "x = 1\n"))),
+    ("%backend_help", CellPlan(commands=(("backend_help", ""),))),
+])
+def test_plan_cell(code, plan):
+    assert plan_cell(code) == plan
+
+
+@pytest.mark.parametrize("code, message", [
+    ("%backend_nope", "No command '%backend_nope'"),
+    ("%%backend_session info", "%%backend_session is not a cell command"),
+    ("%%backend_nope\nx", "No command '%%backend_nope'"),
+])
+def test_plan_cell_refuses_unknown_commands(code, message):
+    with pytest.raises(CommandError, match=message):
+        plan_cell(code)
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("%backend_se", (["%backend_session"], 0, 11)),
+    ("%backend_", ([f"%{n}" for n in TABLE], 0, 9)),
+    ("%%backend_", (["%%backend_run"], 0, 10)),
+    ("%backend_session ", (["attach", "destroy", "info", "list", "logs", "new", "restart", "use"], 17, 17)),
+    ("%backend_session re", (["restart"], 17, 19)),
+    ("%backend_session new --im", (["--image"], 21, 25)),
+    ("%backend_session new -", (["--env", "--image", "--keep", "--mount", "--resource", "-e", "-m", "-r"], 21, 22)),
+    ("%backend_upload a.csv --d", (["--dest"], 22, 25)),
+    ("%backend_upload a.c", ([], 19, 19)),  # local paths: not ours to guess
+    ("x = 1\n%backend_vfolder l", (["list", "ls"], 23, 24)),
+])
+def test_complete(code, expected):
+    assert complete(code, len(code)) == expected
+
+
+def test_complete_leaves_other_code_to_the_session():
+    assert complete("import o", 8) is None
+    assert complete("%timeit x", 9) is None
+    assert command_at("%backend_upload a\nx", 18) is None
+    assert command_at("%backend_upload a\nx", 10) == ("%backend_u", "%backend_u", 0)
