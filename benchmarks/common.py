@@ -167,11 +167,14 @@ class KernelKind:
     def wrapper(self) -> bool:
         return self.transport is not None
 
+    eager: bool = False  # the wrapper's ``--BackendKernel.eager_start`` (off: a session's processes
+    # appear at the first cell, which is how first_cell() tells whose they are)
+
     def extra_arguments(self) -> list[str]:
         if not self.transport:
             return []
-        return [f"--BackendKernel.transport={self.transport}"] + ([] if self.adapter else
-                                                                  ["--BackendKernel.display_adapter=False"])
+        return [f"--BackendKernel.transport={self.transport}", f"--BackendKernel.eager_start={self.eager}"] + (
+            [] if self.adapter else ["--BackendKernel.display_adapter=False"])
 
 
 LOCAL = KernelKind("local", "local ipykernel", "python3")

@@ -6,7 +6,9 @@ with a plain local ipykernel in the same run.
 Groups (modules): 1 ``trivial`` and 2 ``first_output`` (latency.py), 3 ``throughput`` and
 4 ``display``/``html_table`` (output.py) on each kernel — local ipykernel, wrapper over polling,
 wrapper over the websocket (``trivial`` also without the display adapter); 5 ``session_create`` (sessions.py); 6 ``concurrency``; 7 ``soak``; 8 ``clients``
-(our client and the official SDK, clients.py).  One private embedded server (temporary data
+(our client and the official SDK, clients.py); 9 ``eager_start`` (the first cell some seconds after
+the kernel started, eager.py; also on a real manager with ``--manager``: the loopback 26.9.6 stack
+of tests/manager/, which must be up: ``python -m tests.manager.stack up``).  One private embedded server (temporary data
 dir) serves everything; every kernel and the server are stopped whatever happens, and every wait
 is bounded (plus an overall time limit).
 
@@ -36,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: import the suite as the ``benc
 from benchmarks import (
     clients,
     concurrency,
+    eager,
     latency,
     noop_kernel,
     output,
@@ -58,7 +61,7 @@ from benchmarks.common import (
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 GROUPS = ("trivial", "first_output", "throughput", "display", "html_table", "session_create", "concurrency", "soak",
-          "clients")
+          "clients", "eager_start")
 KERNEL_GROUPS = GROUPS[:5]
 
 
@@ -75,6 +78,7 @@ class Settings:
     concurrency_kernels: int
     concurrency_cells: int
     soak_cells: int
+    eager_delay_s: float  # the first cell is sent this long after the kernel started
     sdk_versions: list[str]
     time_limit_s: float
 
@@ -86,19 +90,20 @@ class Settings:
 
 
 FULL = Settings(quick=False, trivial_n=500, ttfo_runs=5, ttfo_warmup=1, throughput_runs=3, png_runs=5, cold_creates=5,
-                warm_creates=20, concurrency_kernels=20, concurrency_cells=50, soak_cells=2000,
+                warm_creates=20, concurrency_kernels=20, concurrency_cells=50, soak_cells=2000, eager_delay_s=15.0,
                 sdk_versions=["23.9.10", "26.9.6"], time_limit_s=900.0)
 QUICK = Settings(quick=True, trivial_n=40, ttfo_runs=1, ttfo_warmup=0, throughput_runs=1, png_runs=2, cold_creates=2,
-                 warm_creates=10, concurrency_kernels=4, concurrency_cells=10, soak_cells=200,
+                 warm_creates=10, concurrency_kernels=4, concurrency_cells=10, soak_cells=200, eager_delay_s=3.0,
                  sdk_versions=["23.9.10"], time_limit_s=150.0)
 
 
 class Suite:
     """Runs the selected groups, keeping each one's results or error."""
 
-    def __init__(self, settings: Settings, groups: list[str]):
+    def __init__(self, settings: Settings, groups: list[str], manager: dict[str, str] | None = None):
         self.s = settings
         self.groups = groups
+        self.manager = manager  # environment of a kernel pointed at a real manager (--manager)
         self.results: dict[str, dict] = {}
         self.kernels: dict[str, dict] = {}
         self.errors: dict[str, str] = {}
@@ -133,6 +138,9 @@ class Suite:
             if "clients" in self.groups:
                 self.keep("clients", clients.reference_clients, server, self.s.trivial_n, self.s.sdk_versions,
                           self.errors)
+            if "eager_start" in self.groups:
+                targets = {"embedded server": server.env(), **({"real manager": self.manager} if self.manager else {})}
+                self.keep("eager_start", eager.eager_start, targets, self.s.eager_delay_s, workdir)
 
     def keep(self, name: str, fn, *args) -> None:
         result = self.step(name, fn, *args)
@@ -194,6 +202,7 @@ class Suite:
             ("concurrency", concurrency.rows),
             ("soak", soak.rows),
             ("clients", lambda x: clients.rows(x, local_trivial, r.get("throughput", {}).get("local", {}))),
+            ("eager_start", eager.rows),
         ]
         rows = []
         for group, build in builders:
@@ -211,7 +220,7 @@ class Suite:
 def table(rows: list[Row]) -> str:
     out = ["| # | measurement | n | result | vs local ipykernel | target | met |",
            "|---|---|---:|---|---:|---|---|"]
-    order = {g: i for i, g in enumerate("12345678!")}
+    order = {g: i for i, g in enumerate("123456789!")}
     for row in sorted(rows, key=lambda x: order.get(x.group, 99)):  # stable: keeps each group's order
         met = "" if row.met is None else "yes" if row.met else "**NO**"
         cells = [row.group, row.measurement, str(row.n), row.result, row.vs_local, row.target, met]
@@ -246,6 +255,8 @@ def parse_args(argv=None):
     parser.add_argument("--n", type=int, default=0, help="trivial-cell repetitions (default 500; 40 with --quick)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     parser.add_argument("--time-limit", type=float, default=0, help="overall seconds (default 900; 150 with --quick)")
+    parser.add_argument("--manager", action="store_true", help="group 9 also on the real manager of tests/manager/ "
+                        "(bring it up first: python -m tests.manager.stack up)")
     args = parser.parse_args(argv)
     groups = [g.strip() for g in args.only.split(",") if g.strip()] or list(GROUPS)
     unknown = set(groups) - set(GROUPS)
@@ -257,7 +268,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args, groups = parse_args(argv)
     settings = Settings.for_args(args)
-    suite = Suite(settings, groups)
+    suite = Suite(settings, groups, manager_env() if args.manager else None)
     machine = machine_info()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bj-bench-", ignore_cleanup_errors=True) as tmp:
@@ -281,6 +292,19 @@ def main(argv=None) -> int:
     }, indent=1)) + "\n")
     print(f"\nwrote {args.output}")
     return 1 if suite.errors else 0
+
+
+def manager_env() -> dict[str, str]:
+    """A kernel's environment pointed at the loopback manager stack (which must be up)."""
+    from benchmarks.common import base_env
+    from tests.manager.stack import Stack
+
+    stack = Stack()
+    if not stack.is_up():
+        raise SystemExit("--manager: the manager stack is not up (python -m tests.manager.stack up)")
+    info = stack.info()
+    return dict(base_env(), BACKEND_ENDPOINT=info.endpoint, BACKEND_ACCESS_KEY=info.access_key,
+                BACKEND_SECRET_KEY=info.secret_key)
 
 
 def subset(only: str, output_name: str) -> None:

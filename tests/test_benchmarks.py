@@ -28,7 +28,7 @@ def test_quick_suite(tmp_path):
     assert machine["cpus"] >= 1 and machine["cpu_model"] and machine["python"] and machine["date"]
     assert settings["quick"] and settings["sdk_versions"] == []
     assert set(r) == {"trivial", "first_output", "throughput", "display", "html_table", "session_create",
-                      "concurrency", "soak", "clients"}
+                      "concurrency", "soak", "clients", "eager_start"}
 
     sane_latency(r["trivial"]["noop"], settings["trivial_n"], 5000)  # the no-op wrapper's diagnostic row
     sane_latency(r["trivial"]["wrapper_ws_plain"], settings["trivial_n"], 5000)  # without the display adapter
@@ -67,6 +67,11 @@ def test_quick_suite(tmp_path):
     for client in r["clients"].values():
         sane_latency(client["trivial"], settings["trivial_n"], 5000)
         assert client["lines"]["exact"] and client["bigline"]["exact"]
+
+    eager = r["eager_start"]["embedded server"]
+    assert eager["wrapper_eager"]["delay_s"] == settings["eager_delay_s"] > 0
+    for kind in ("wrapper_eager", "wrapper_lazy"):
+        assert 0 < eager[kind]["warm_ms"] <= eager[kind]["first_ms"] < 60_000, eager
 
     checks = [row for row in data["rows"] if row["target"] in ("0", "no foreign token", "image arrives intact",
                                                                "exact text", "0 errors")]
