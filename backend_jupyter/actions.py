@@ -88,6 +88,9 @@ class Host(Protocol):
     def adopt(self, settings: Settings) -> None:
         """``%backend_session new`` changed the current session's settings: later restarts use them."""
 
+    def forget(self, name: str) -> None:
+        """``name`` is gone; if it was the current session, the front-end's default is current again."""
+
     def emit(self, event: Say | Progress) -> None: ...
 
 
@@ -244,8 +247,8 @@ async def session_destroy(host: Host, args) -> None:
         await session.destroy()
     except SessionNotFound:
         raise CommandError(f"No session {name!r} to destroy") from None
-    host.sessions.pop(name, None)
     host.emit(Say(f"Destroyed {name}."))
+    host.forget(name)
 
 
 SESSION_COMMANDS = {"list": session_list, "info": session_info, "logs": session_logs, "restart": session_restart,

@@ -213,7 +213,7 @@ class Console:
         self.sessions.pop(name, None)
         if name == self.current:
             self.current = self.default_name
-            print(f"The current session is now {self.current} (created on the next run).")
+            self.emit(Say(f"The current session is now {self.current} (created on the next run)."))
 
     def close(self) -> None:
         """At exit: destroy the sessions we created (unless kept), close the client."""

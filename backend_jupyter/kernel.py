@@ -494,8 +494,9 @@ class BackendKernel(Kernel):
 
     def forget(self, name: str) -> None:
         self.sessions.pop(name, None)
-        if name == self.current:
+        if name == self.current and name != self.own_name:
             self.current = self.own_name
+            self.emit(Say(f"The current session is this kernel's own again ({self.own_name})."))
 
     # -- our session -----------------------------------------------------------------------------
     def start(self) -> None:

@@ -169,6 +169,22 @@ def test_files_and_vfolder_magics(ipy, tmp_path):
     assert ipy.execute("print(open('back/local.txt').read())").stream() == "local data\n"
     assert name in ipy.execute("%backend_vfolder list").stream()
     assert ipy.execute(f"%backend_vfolder delete {name}").status == "ok"
+    missing = ipy.execute("%backend_download no-such.txt --dest nothing")  # the kernel's commands' code
+    assert missing.status == "error" and "no-such.txt" in missing.reply["content"]["evalue"]
+    assert ipy.execute("print(os.path.exists('nothing'))").stream() == "False\n"
+    outside = ipy.execute("%backend_download made.txt --dest ../x")
+    assert outside.status == "error" and "is outside" in outside.reply["content"]["evalue"]
+
+
+def test_session_info_and_new_replacing_the_current_session(ipy):
+    ipy.execute("%backend_run before = 1")
+    info = dict(line.split(None, 1) for line in ipy.execute("%backend_session info").stream().splitlines())
+    assert info["name"].startswith("ipython-") and info["usage"].startswith("CPU ")
+    replaced = ipy.execute("%backend_session new -e STAGE=two")
+    assert replaced.status == "ok" and "its variables are lost" in replaced.stream("stderr")
+    assert ipy.execute("%backend_run import os; print(os.environ['STAGE'], 'before' in dir())").stream() == \
+        "two False\n"
+    assert "-e STAGE=…" in ipy.execute("%backend_config").stream()
 
 
 def test_config_masks_the_secret(ipy, server):
