@@ -11,6 +11,7 @@ them on IOPub, the magics print them and draw progress bars on IPython's main th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import posixpath
 import shutil
@@ -23,6 +24,7 @@ from typing import Protocol
 from .client import APIClient, ComputeSession, SessionNotFound, VFolder
 from .commands import CommandError, help_text, pairs
 from .config import Config, ConfigError, parse_mounts, sources
+from .embedded import resolve_config
 from .kernelspecs import is_python
 from .managed import ManagedSession, Settings
 from .remote import ADAPTER_MISSING
@@ -113,7 +115,18 @@ async def perform(host: Host, command: str, args: argparse.Namespace) -> None:
         raise CommandError(f"%{command} is not a command of this front-end")
 
 
-# -- opening sessions -------------------------------------------------------------------------------
+# -- connecting and opening sessions -------------------------------------------------------------------
+async def connect(host: Host, config: Config, user_agent: str) -> tuple[APIClient, Config]:
+    """A client for ``config``; with no cluster configured, for the embedded server (started if
+    needed, and said once)."""
+    resolved, server = await asyncio.to_thread(resolve_config, config)
+    if server is not None:
+        host.emit(Say(server.notice(), "stderr"))
+    client = APIClient(resolved, user_agent=user_agent)
+    await client.open()
+    return client, resolved
+
+
 def requested_settings(host: Host, args: argparse.Namespace) -> Settings | None:
     """The settings a command's session options ask for on top of the host's; None if it gives none."""
     mounts = tuple(parse_mounts(",".join(args.mount), "-m")) if getattr(args, "mount", None) else None

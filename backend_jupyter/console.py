@@ -23,13 +23,12 @@ from pathlib import Path
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.display import clear_output, display
 
-from .actions import Say, open_session, perform
+from .actions import Say, connect, open_session, perform
 from .client import APIClient, BackendError, ComputeSession
 from .commands import CommandError
 from .config import Config
 from .display import RichOutput
 from .driver import NO_STDIN, CellRun, drive
-from .embedded import resolve_config
 from .execution import InputRequest, Outcome, StepFinished
 from .managed import ManagedSession, Settings, destroy_at_exit
 from .variables import VariableError
@@ -147,12 +146,7 @@ class Console:
 
     async def client(self) -> APIClient:
         if self._client is None:
-            config, server = await asyncio.to_thread(resolve_config, Config.from_env())
-            if server is not None:
-                self.emit(Say(server.notice(), "stderr"))
-            client = APIClient(config, user_agent="backend_jupyter-magics")
-            await client.open()
-            self._client, self.client_config = client, config
+            self._client, self.client_config = await connect(self, Config.from_env(), "backend_jupyter-magics")
         return self._client
 
     async def open(self, name: str | None = None, *, settings: Settings | None = None, keep: bool = False,

@@ -40,7 +40,7 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Dict, Enum, Float, Unicode
 
 from . import __version__
-from .actions import Progress, Say, open_session, perform, requested_settings
+from .actions import Progress, Say, connect, open_session, perform, requested_settings
 from .client import APIClient, BackendError
 from .commands import (
     CommandError,
@@ -54,7 +54,7 @@ from .commands import (
 from .config import Config, ConfigError, parse_endpoints, parse_mounts
 from .display import RichOutput
 from .driver import NO_STDIN, CellRun, drive
-from .embedded import EmbeddedServerError, resolve_config
+from .embedded import EmbeddedServerError
 from .execution import InputRequest, StepFinished
 from .kernelspecs import is_python, language_info
 from .managed import (
@@ -454,12 +454,8 @@ class BackendKernel(Kernel):
 
     async def client(self) -> APIClient:
         if self._client is None:
-            config, server = await asyncio.to_thread(resolve_config, self.resolved_config())
-            if server is not None:
-                self.emit(Say(server.notice(), "stderr"))
-            client = APIClient(config, user_agent=f"backend_jupyter-kernel/{__version__}")
-            await client.open()
-            self._client, self.client_config = client, config
+            self._client, self.client_config = await connect(self, self.resolved_config(),
+                                                             f"backend_jupyter-kernel/{__version__}")
         return self._client
 
     async def open(self, name: str | None = None, *, settings: Settings | None = None, keep: bool = False,

@@ -93,7 +93,7 @@ FULL = Settings(quick=False, trivial_n=500, ttfo_runs=5, ttfo_warmup=1, throughp
                 warm_creates=20, concurrency_kernels=20, concurrency_cells=50, soak_cells=2000, eager_delay_s=15.0,
                 sdk_versions=["23.9.10", "26.9.6"], time_limit_s=900.0)
 QUICK = Settings(quick=True, trivial_n=40, ttfo_runs=1, ttfo_warmup=0, throughput_runs=1, png_runs=2, cold_creates=2,
-                 warm_creates=10, concurrency_kernels=4, concurrency_cells=10, soak_cells=200, eager_delay_s=3.0,
+                 warm_creates=10, concurrency_kernels=4, concurrency_cells=10, soak_cells=200, eager_delay_s=1.0,
                  sdk_versions=["23.9.10"], time_limit_s=150.0)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -216,21 +217,24 @@ def test_long_cell_shows_a_live_status_line_that_goes_away(kernel):
 
 
 def test_status_line_summary_and_off(server, notebook_dir):
-    driver = KernelDriver(server.env(), cwd=notebook_dir, extra_arguments=["--BackendKernel.status_line=summary"])
+    drivers = {mode: KernelDriver(server.env(), cwd=notebook_dir, extra_arguments=[f"--BackendKernel.status_line={mode}"])
+               for mode in ("summary", "off")}
     try:
-        result = driver.execute("import time; time.sleep(2.8)", timeout=CREATE_TIMEOUT)
-        last = result.of("update_display_data")[-1]["data"]["text/plain"]
+        results = {}
+        threads = [threading.Thread(target=lambda m=mode, d=driver: results.__setitem__(
+            m, d.execute("import time; time.sleep(2.8)", timeout=CREATE_TIMEOUT))) for mode, driver in drivers.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(CREATE_TIMEOUT + 10)
+        last = results["summary"].of("update_display_data")[-1]["data"]["text/plain"]
         assert last.startswith("ran 3 s · peak memory ") and last.endswith("MB")
-        assert driver.execute("print('quick')").of("display_data") == []  # short cells: no line
+        assert drivers["summary"].execute("print('quick')").of("display_data") == []  # short cells: no line
+        assert not any(t.startswith("running") for t in texts(results["off"]))
+        assert drivers["off"].execute("import time; time.sleep(2.5)").messages == []
     finally:
-        driver.shutdown()
-    driver = KernelDriver(server.env(), cwd=notebook_dir, extra_arguments=["--BackendKernel.status_line=off"])
-    try:
-        result = driver.execute("import time; time.sleep(2.8)", timeout=CREATE_TIMEOUT)
-        assert texts(result)[-1].startswith("Starting session")  # the session start only
-        assert driver.execute("import time; time.sleep(2.5)").messages == []
-    finally:
-        driver.shutdown()
+        for driver in drivers.values():
+            driver.shutdown()
 
 
 # -- eager start --------------------------------------------------------------------------------------

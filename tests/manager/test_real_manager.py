@@ -742,24 +742,14 @@ def wait_running(stack: StackInfo, name: str, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def test_kernel_starts_its_session_eagerly_and_an_unused_one_goes_with_it(manager_stack):
-    """Twin of test_kernel_commands.py's eager-start tests: the session is created when the kernel
-    starts, before any cell, and a kernel shut down unused destroys it."""
-    driver = start_kernel(manager_stack)
-    name = kernel_session_name(driver)
-    try:
-        wait_running(manager_stack, name, CREATE_TIMEOUT + 30)
-    finally:
-        driver.shutdown()
-    wait_terminated(manager_stack, name)
-
-
 def test_kernel_commands_on_the_real_manager(manager_stack, tmp_path):
-    """Twin of test_kernel_commands.py: upload, download, info and new, inside the kernel."""
+    """Twin of test_kernel_commands.py: the session starts with the kernel, before any cell (eager
+    start), then upload, download, info and new inside the kernel; shutdown destroys the session."""
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
     driver = start_kernel(manager_stack, cwd=tmp_path)
     name = kernel_session_name(driver)
     try:
+        wait_running(manager_stack, name, CREATE_TIMEOUT + 30)
         up = driver.execute("%backend_upload data.csv --dest in\nprint(open('in/data.csv').read(), end='')",
                             timeout=CREATE_TIMEOUT + 30)
         assert up.status == "ok", up.reply["content"]
