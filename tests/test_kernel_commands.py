@@ -28,7 +28,8 @@ def notebook_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def kernel(server, notebook_dir):
     driver = KernelDriver(server.env(), cwd=notebook_dir)
-    assert driver.execute("None", timeout=CREATE_TIMEOUT).status == "ok"
+    driver.first = driver.execute("None", timeout=CREATE_TIMEOUT)  # sent at once: the eager start is under way
+    assert driver.first.status == "ok"
     yield driver
     driver.shutdown()
 
@@ -55,6 +56,15 @@ def usage_error(result) -> str:
     assert content["ename"] == "UsageError", content
     assert [e["evalue"] for e in result.of("error")] == [content["evalue"]]
     return content["evalue"]
+
+
+def test_the_first_cell_shows_the_session_start_it_waited_for(kernel):
+    """The start began before the cell (eager start) and ends during it: both show in the cell, as
+    one display updated in place."""
+    lines = kernel.first.of("display_data") + kernel.first.of("update_display_data")
+    assert len({c["transient"]["display_id"] for c in lines}) == 1
+    assert lines[0]["data"]["text/plain"].startswith("Starting session jupyter-")
+    assert " (python): started in " in lines[-1]["data"]["text/plain"]
 
 
 def test_upload_then_code_in_one_cell(kernel, notebook_dir):
