@@ -51,7 +51,7 @@ class JobInfo:
     params: dict = field(default_factory=dict)  # a sweep's variables for this job
     sweep: str | None = None  # the sweep this job belongs to
     status: str = "starting"
-    run_id: str | None = None
+    pid: int | None = None  # the job's process in its session
     created: float = field(default_factory=time.time)
     started: float | None = None
     ended: float | None = None
@@ -159,6 +159,16 @@ class Journal:
             raise RuntimeError(f"this process does not write the journal of {self.name} (see lead())")
         data = b"".join(dumpb(record) + b"\n" for record in records)
         if data:
+            self._out.write(data)
+            self._out.flush()
+
+    def append_raw(self, data: bytes) -> None:
+        """Append lines already in the journal's form (complete lines), flushed before returning."""
+        if self._out is None:
+            raise RuntimeError(f"this process does not write the journal of {self.name} (see lead())")
+        if data:
+            if not data.endswith(b"\n"):
+                raise ValueError("a journal takes whole lines only")
             self._out.write(data)
             self._out.flush()
 

@@ -787,6 +787,20 @@ def test_kernel_commands_on_the_real_manager(manager_stack, tmp_path):
     wait_terminated(manager_stack, name)
 
 
+# -- background jobs -------------------------------------------------------------------------------
+
+def test_a_job_outlives_its_killed_follower_on_the_real_manager(manager_stack, tmp_path):
+    """Twin of test_jobs.py: a job's output is kept in its session; its follower is SIGKILLed
+    midway and a new one copies every line, once and in order, then the end; the session goes."""
+    from tests.test_jobs import stdout_lines, survive_a_killed_follower
+
+    journal = survive_a_killed_follower(manager_stack.env(), tmp_path, unique("survivor"))
+    assert stdout_lines(journal) == list(range(60))
+    kinds = [r["k"] for r in journal.records() if r["k"] != "stdout"]
+    assert kinds == ["display", "error", "end"]
+    wait_terminated(manager_stack, journal.info().session)
+
+
 # -- the magics ------------------------------------------------------------------------------------
 
 def test_magics_end_to_end(manager_stack, tmp_path):

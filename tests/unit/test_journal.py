@@ -15,8 +15,8 @@ def info(name="train", **kw) -> JobInfo:
 def test_create_read_update(tmp_path):
     journal = Journal.create(tmp_path, info(params={"lr": 0.1}))
     assert journal.info().params == {"lr": 0.1} and journal.info().status == "starting"
-    assert journal.update(status="running", run_id="r1").status == "running"
-    assert journal.info().run_id == "r1"
+    assert journal.update(status="running", pid=42).status == "running"
+    assert journal.info().pid == 42
     with pytest.raises(JobExists, match="A job named 'train' exists already"):
         Journal.create(tmp_path, info())
     with pytest.raises(ValueError, match="is not a job name"):
