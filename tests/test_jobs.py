@@ -7,7 +7,6 @@ tests/manager/test_real_manager.py."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
