@@ -11,9 +11,13 @@ them on IOPub, the magics print them and draw progress bars on IPython's main th
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
+import contextlib
+import itertools
 import os
 import posixpath
+import secrets
 import shutil
 import tempfile
 import time
@@ -21,10 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from . import jobs
 from .client import APIClient, ComputeSession, SessionNotFound, VFolder
 from .commands import CommandError, help_text, pairs
 from .config import Config, ConfigError, parse_mounts, sources
+from .display import RichOutput
 from .embedded import resolve_config
+from .journal import ENDED, JOB_NAME_RE, JobExists, JobInfo, Journal, all_journals, find
 from .kernelspecs import is_python
 from .managed import ManagedSession, Settings
 from .remote import ADAPTER_MISSING
@@ -37,10 +44,14 @@ CONFIG_FIELDS = ("endpoints", "access_key", "secret_key", "vfolder_mounts", "api
 
 @dataclass
 class Say:
-    """Text to show (a trailing newline is added when missing)."""
+    """Text to show (a trailing newline is added when missing, unless ``exact``)."""
 
     text: str
     stream: str = "stdout"
+    exact: bool = False  # stream text passed on as it came (a job's output)
+
+    def shown(self) -> str:
+        return self.text if self.exact or self.text.endswith("\n") else self.text + "\n"
 
 
 @dataclass(eq=False)
@@ -80,6 +91,7 @@ class Host(Protocol):
     sessions: dict[str, ManagedSession]  # the sessions this front-end opened or attached, by name
     settings: Settings  # what a new session of this front-end starts with
     client_config: Config | None  # the effective configuration, once connected
+    board: jobs.Board  # the background jobs this front-end follows
     negotiated_version: str | None  # the API version agreed with the server, once connected
 
     async def client(self) -> APIClient: ...
@@ -111,6 +123,10 @@ async def perform(host: Host, command: str, args: argparse.Namespace) -> None:
         await show_config(host)
     elif command == "backend_help":
         host.emit(Say(help_text(args.command)))
+    elif command == "backend_jobs":
+        await jobs_list(host, args)
+    elif command == "backend_job":
+        await JOB_COMMANDS[args.subcommand](host, args)
     else:
         raise CommandError(f"%{command} is not a command of this front-end")
 
@@ -422,3 +438,191 @@ async def show_config(host: Host) -> None:
     lines.append(f"{'new sessions':25} {host.settings.describe()}")
     lines.append(f"{'current session':25} {host.current}")
     host.emit(Say("\n".join(lines)))
+
+
+# -- background jobs (jobs.py) -------------------------------------------------------------------------
+@dataclass
+class Rich:
+    """A rich output to show (a job's display, replayed)."""
+
+    output: RichOutput
+
+
+class RemoteFailure(Exception):
+    """What a job failed with, for the front-end to show as a cell's error."""
+
+    def __init__(self, ename: str, evalue: str, traceback: list[str] | None = None):
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue, self.traceback = ename, evalue, traceback or []
+
+
+def sweep_params(sweeps: list[str] | None) -> list[dict]:
+    """``--sweep lr=0.1,0.01 --sweep depth=2,4`` → one dict per combination (values as Python
+    literals where they are, else strings)."""
+    axes: list[tuple[str, list]] = []
+    for item in sweeps or []:
+        name, sep, values = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise CommandError(f"--sweep {item!r}: use VAR=V1,V2,... with VAR a Python name")
+        parts = [v.strip() for v in values.split(",")]
+        if not values.strip() or "" in parts:
+            raise CommandError(f"--sweep {item!r}: give one or more values, comma-separated")
+        axes.append((name, [_literal(v) for v in parts]))
+    names = [name for name, _ in axes]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(vals for _, vals in axes))]
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+async def submit_jobs(host: Host, args, code: str) -> None:
+    """``%%backend_run --bg``: the cell as a job (one per sweep combination) on a session of its
+    own; returns before the sessions have started."""
+    if not code.strip():
+        raise CommandError("--bg needs the job's code (the cell's body)")
+    if args.parallel is not None and args.parallel < 1:
+        raise CommandError(f"--parallel {args.parallel}: run at least 1 job at a time")
+    if getattr(args, "inputs", None) or getattr(args, "outputs", None):
+        raise CommandError("-i/-o do not work with --bg yet: set values in the cell, or --sweep VAR=VALUE")
+    combos = sweep_params(args.sweep)
+    base = args.name or f"job-{secrets.token_hex(3)}"
+    if not JOB_NAME_RE.match(base):
+        raise CommandError(f"--name {base!r}: letters, digits, '.', '_' and '-', up to 63")
+    names = [base] if len(combos) == 1 else [f"{base}-{i + 1}" for i in range(len(combos))]
+    api = await host.client()
+    settings = requested_settings(host, args) or host.settings
+    infos = [JobInfo(name=name, session=jobs.job_session_name(name), endpoint=api.endpoint, code=code, params=params,
+                     sweep=base if len(combos) > 1 else None, keep=args.keep) for name, params in zip(names, combos,
+                                                                                                    strict=True)]
+    try:
+        host.board.submit(api, infos, settings, args.parallel or len(infos))
+    except JobExists as e:
+        raise CommandError(str(e)) from None
+    for info in infos:
+        params = " ".join(f"{k}={v!r}" for k, v in info.params.items())
+        host.emit(Say(f"Job {info.name}{' (' + params + ')' if params else ''}: starting on session {info.session}."))
+    host.emit(Say(f"Its output: %backend_job output {names[0]}; every job: %backend_jobs"))
+
+
+def _journal(name: str, board) -> Journal:
+    try:
+        return find(name, board.where)
+    except KeyError:
+        raise CommandError(f"No job named {name!r} (see %backend_jobs)") from None
+
+
+async def jobs_list(host: Host, args) -> None:
+    board = host.board
+    board.adopt(await host.client(), host.settings)
+    journals = all_journals(board.where)
+    if not journals:
+        host.emit(Say("No jobs. Start one with %%backend_run --bg."))
+        return
+    rows = [f"{'name':24} {'status':10} {'elapsed':>9} {'output':>9}  {'session':30} parameters"]
+    for journal in journals:
+        info = journal.info()
+        params = " ".join(f"{k}={v!r}" for k, v in info.params.items())
+        rows.append(f"{info.name:24} {info.status:10} {info.elapsed:8.1f}s {human_size(journal.size()):>9}  "
+                    f"{info.session:30} {params}".rstrip())
+    host.emit(Say("\n".join(rows)))
+
+
+def show_record(host: Host, record: dict) -> None:
+    """One journal record, shown as the job showed it."""
+    kind = record.get("k")
+    if kind in ("stdout", "stderr"):
+        host.emit(Say(record.get("text", ""), kind, exact=True))
+    elif kind == "display":
+        host.emit(Rich(RichOutput("update_display_data" if record.get("update") else "display_data",
+                                  record.get("data") or {}, record.get("metadata") or {}, record.get("display_id"))))
+    elif kind == "clear":
+        host.emit(Rich(RichOutput("clear_output", {}, wait=bool(record.get("wait")))))
+    elif kind == "error":
+        host.emit(Say("\n".join(record.get("traceback") or [f"{record.get('ename')}: {record.get('evalue')}"]),
+                      "stderr"))
+
+
+async def job_output(host: Host, args) -> None:
+    """Replay a job's journal, then follow it live until it ends (an interrupt stops the watching only)."""
+    journal = _journal(args.name, host.board)
+    host.board.adopt(await host.client(), host.settings)
+    records = list(journal.records())
+    for record in records[-args.tail:] if args.tail else records:
+        show_record(host, record)
+    offset = journal.size()
+    while journal.info().status not in ENDED:
+        await asyncio.sleep(WATCH_SECONDS)
+        batch, offset = journal.read(offset)
+        for record in batch:
+            show_record(host, record)
+    for record in journal.records(offset):
+        show_record(host, record)
+    info = journal.info()
+    host.emit(Say(f"[job {info.name} {info.status} after {info.elapsed:.1f} s"
+                  f"{': ' + info.error if info.error else ''}]", "stderr"))
+
+
+async def job_wait(host: Host, args) -> None:
+    journal = _journal(args.name, host.board)
+    host.board.adopt(await host.client(), host.settings)
+    while journal.info().status not in ENDED:
+        await asyncio.sleep(WATCH_SECONDS)
+    await _settled(host, args.name)
+    info = journal.info()
+    if info.status == "finished":
+        host.emit(Say(f"Job {info.name} finished in {info.elapsed:.1f} s."))
+        return
+    error = next((r for r in journal.records() if r.get("k") == "error"), None)
+    if error is not None:
+        raise RemoteFailure(error.get("ename", "Error"), error.get("evalue", ""), error.get("traceback"))
+    raise RemoteFailure("JobFailed" if info.status == "failed" else "JobCancelled",
+                        f"Job {info.name} {info.status}{': ' + info.error if info.error else ''}")
+
+
+async def job_cancel(host: Host, args) -> None:
+    journal = _journal(args.name, host.board)
+    api = await host.client()
+    if journal.info().status in ENDED:
+        host.emit(Say(f"Job {args.name} has ended already ({journal.info().status})."))
+        return
+    host.board.adopt(api, host.settings)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CANCEL_SECONDS
+    if args.name in host.board.waiting:  # still waiting its turn: it never starts
+        host.board.tasks[args.name].cancel()
+        journal.update(status="cancelled", ended=time.time())
+    else:
+        while journal.info().pid is None and journal.info().status not in ENDED and loop.time() < deadline:
+            await asyncio.sleep(WATCH_SECONDS)  # its session is being started: stop it once it runs
+        if journal.info().status not in ENDED:
+            await jobs.cancel(api, journal)
+    while journal.info().status not in ENDED and loop.time() < deadline:
+        await asyncio.sleep(WATCH_SECONDS)
+    await _settled(host, args.name)
+    host.emit(Say(f"Job {args.name}: {journal.info().status}."))
+
+
+async def _settled(host: Host, name: str) -> None:
+    """Wait (bounded) until this process's follower of an ended job is done: its session is gone."""
+    task = host.board.tasks.get(name)
+    if task is not None and not task.done():
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), CANCEL_SECONDS)
+
+
+async def job_clean(host: Host, args) -> None:
+    ended = [j for j in all_journals(host.board.where) if j.info().status in ENDED]
+    running = [j.name for j in all_journals(host.board.where) if j.info().status not in ENDED]
+    for journal in ended:
+        journal.remove()
+    host.emit(Say(f"Forgot {len(ended)} ended job{'s' * (len(ended) != 1)}"
+                  + (f"; still running: {', '.join(running)}" if running else "") + "."))
+
+
+JOB_COMMANDS = {"output": job_output, "wait": job_wait, "cancel": job_cancel, "clean": job_clean}
+WATCH_SECONDS = 0.3
+CANCEL_SECONDS = 30.0

@@ -62,7 +62,27 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean", default=None, metavar="CMD", help="batch clean command")
     p.add_argument("--build", default=None, metavar="CMD", help="batch build command ('*' = the image's default)")
     p.add_argument("--exec", dest="exec_", default=None, metavar="CMD", help="batch exec command")
+    p.add_argument("--bg", action="store_true", help="run as a background job on a session of its own; returns at once")
+    p.add_argument("--name", default=None, metavar="NAME", help="the job's name (--bg; default: job-N)")
+    p.add_argument("--sweep", action="append", metavar="VAR=V1,V2,...",
+                   help="one job per combination of values, set as variables (--bg; repeatable)")
+    p.add_argument("--parallel", type=int, default=None, metavar="N", help="at most N jobs of a sweep at once")
     p.add_argument("code", nargs="*", help="code to run (line form)")
+
+
+def _jobs(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _job(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    sub.required = True
+    output = sub.add_parser("output", help="a job's whole output, then live until it ends (interrupt: stop watching)")
+    output.add_argument("name", metavar="NAME")
+    output.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N records")
+    sub.add_parser("wait", help="wait for a job's end; its error if it failed").add_argument("name", metavar="NAME")
+    sub.add_parser("cancel", help="stop a job; its session goes").add_argument("name", metavar="NAME")
+    sub.add_parser("clean", help="forget the jobs that have ended")
 
 
 def _session(p: argparse.ArgumentParser) -> None:
@@ -125,6 +145,9 @@ TABLE: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = {
                           "cell body, if any, is the exec command."),
     "backend_session": (_session, "Manage compute sessions."),
     "backend_vfolder": (_vfolder, "Manage vfolders (virtual folders of Backend.AI storage)."),
+    "backend_jobs": (_jobs, "Every background job (%%backend_run --bg), also those of earlier processes: name, "
+                            "parameters, session, status, elapsed time, output size."),
+    "backend_job": (_job, "One background job: its output, waiting for it, cancelling it; forgetting ended ones."),
     "backend_upload": (_upload, "Copy local files (directories recursively) into the session's work directory."),
     "backend_download": (_download, "Copy files from the session's work directory."),
     "backend_config": (lambda p: None, "The effective configuration and where each value came from."),

@@ -23,13 +23,14 @@ from pathlib import Path
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.display import clear_output, display
 
-from .actions import Say, connect, open_session, perform
+from .actions import Rich, Say, connect, open_session, perform
 from .client import APIClient, BackendError, ComputeSession
 from .commands import CommandError
 from .config import Config
 from .display import RichOutput
 from .driver import NO_STDIN, CellRun, drive
 from .execution import InputRequest, Outcome, StepFinished
+from .jobs import Board
 from .managed import ManagedSession, Settings, destroy_at_exit
 from .variables import VariableError
 from .widgets import Progress
@@ -72,8 +73,11 @@ def _show_event(event) -> None:
     """What a command shows, on the main thread: text printed, progress as a bar (widgets.py)."""
     if isinstance(event, Say):
         target = sys.stdout if event.stream == "stdout" else sys.stderr
-        target.write(event.text if event.text.endswith("\n") else event.text + "\n")
+        target.write(event.shown())
         target.flush()
+        return
+    if isinstance(event, Rich):
+        show_output(event.output)
         return
     bar = _BARS.get(id(event))
     if bar is None:
@@ -134,6 +138,7 @@ class Console:
         self.settings = Settings()
         self.display_adapter = display_adapter  # read when a session opens (a traitlet of the magics)
         self._events: queue.Queue | None = None  # where emit() sends, while a command or cell runs
+        self.board = Board()
 
     # -- the Host of actions.py (called on the client thread) ----------------------------------
     @property

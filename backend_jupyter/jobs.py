@@ -19,6 +19,7 @@ The records are the journal's: ``{"k": "stdout"|"stderr", "text"}``, ``{"k": "di
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -46,17 +47,16 @@ def rec(obj):
 class Stream:
     encoding = "utf-8"
     def __init__(self, name):
-        self.name, self.parts, self.last = name, [], time.monotonic()
+        self.name, self.parts = name, []
     def write(self, text):
         self.parts.append(text)
-        if "\n" in text or sum(map(len, self.parts)) > 65536 or time.monotonic() - self.last > 0.2:
+        if "\n" in text or sum(map(len, self.parts)) > 65536:  # line by line, as a terminal shows it
             self.flush()
         return len(text)
     def flush(self):
         if self.parts:
             rec({"k": self.name, "text": "".join(self.parts)})
             self.parts = []
-        self.last = time.monotonic()
     def isatty(self):
         return False
     def fileno(self):
@@ -70,10 +70,25 @@ def cancel(signum, frame):
 signal.signal(signal.SIGTERM, cancel)
 code = open(os.path.join(d, "code.py")).read()
 params = json.load(open(os.path.join(d, "params.json")))
-status = "failed"
-try:
-    from IPython.core.displaypub import DisplayPublisher
-    from IPython.core.interactiveshell import InteractiveShell
+
+
+def run():
+    """The cell, in a fresh IPython shell where there is one: its status."""
+    try:
+        from IPython.core.displaypub import DisplayPublisher
+        from IPython.core.interactiveshell import InteractiveShell
+    except ImportError:  # no IPython in this image: plain Python
+        import traceback
+        try:
+            exec(compile(code, "<job>", "exec"), dict(params, __name__="__main__"))
+            return "finished"
+        except KeyboardInterrupt:
+            return "cancelled"
+        except BaseException as e:
+            sys.stdout.flush(); sys.stderr.flush()
+            rec({"k": "error", "ename": type(e).__name__, "evalue": str(e),
+                 "traceback": traceback.format_exc().splitlines()})
+            return "failed"
 
     class Publisher(DisplayPublisher):
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
@@ -95,30 +110,23 @@ try:
     shell.showtraceback = show
     shell.showsyntaxerror = lambda *a, **k: show()
     shell.user_ns.update(params)
-    try:
-        result = shell.run_cell(code, store_history=False)
-        status = "finished" if result.success else "failed"
-    except KeyboardInterrupt:
-        status = "cancelled"
+    status = "finished" if shell.run_cell(code, store_history=False).success else "failed"
     sys.stdout.flush(); sys.stderr.flush()
     for error in errors:
+        rec(error)
         if error["ename"] == "KeyboardInterrupt":
             status = "cancelled"
-        rec(error)
-except ImportError:  # no IPython in this image: plain Python
-    import traceback
-    namespace = dict(params, __name__="__main__")
-    try:
-        exec(compile(code, "<job>", "exec"), namespace)
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "cancelled"
-    except BaseException as e:
-        sys.stdout.flush(); sys.stderr.flush()
-        rec({"k": "error", "ename": type(e).__name__, "evalue": str(e),
-             "traceback": traceback.format_exc().splitlines()})
-sys.stdout.flush(); sys.stderr.flush()
-rec({"k": "end", "status": status})
+    return status
+
+
+status = "failed"
+try:
+    status = run()
+except KeyboardInterrupt:  # cancelled before or after the cell itself
+    status = "cancelled"
+finally:
+    sys.stdout.flush(); sys.stderr.flush()
+    rec({"k": "end", "status": status})
 '''
 
 _START_BODY = """\
@@ -141,10 +149,7 @@ _START_BODY = """\
 _READ_BODY = """\
     import os
     d = os.path.join(os.path.expanduser('~'), params['dir'], params['name'])
-    with open(os.path.join(d, 'output.jsonl'), 'rb') as f:
-        f.seek(params['offset'])
-        data = f.read(params['limit'])
-    data = data[:data.rfind(b'\\n') + 1]
+    # First whether the process has ended, then the file: once it has, all it wrote is there.
     exit_path = os.path.join(d, 'exit')
     code = None
     if os.path.exists(exit_path):
@@ -160,6 +165,12 @@ _READ_BODY = """\
         if code is not None:
             with open(exit_path, 'w') as f:
                 f.write(str(code))
+    with open(os.path.join(d, 'output.jsonl'), 'rb') as f:
+        f.seek(params['offset'])
+        data = f.read(params['limit'])
+        if data and b'\\n' not in data:  # one record longer than the limit: take it whole
+            data += f.readline()
+    data = data[:data.rfind(b'\\n') + 1]
     print(marker + json.dumps({'data': data.decode('ascii'), 'exit': code}))
 """
 
@@ -241,3 +252,69 @@ async def cancel(api: APIClient, journal: Journal) -> None:
     """Stop the job's process (it records ``cancelled``); following it then ends it."""
     session = ComputeSession(api, journal.info().session)
     await run_snippet(session, snippet(_CANCEL_BODY, {"dir": JOBS_DIR, "name": journal.name}))
+
+
+class Board:
+    """The jobs this process follows, each a task on the front-end's event loop: those it started,
+    and those it took up from the journal because nobody followed them (their starter exited)."""
+
+    def __init__(self, root=None):
+        self.root = root
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.waiting: set[str] = set()  # jobs waiting for their turn (--parallel): nothing started yet
+
+    @property
+    def where(self):
+        from .journal import jobs_root
+
+        return self.root or jobs_root()
+
+    def submit(self, api: APIClient, infos: list, settings: Settings, parallel: int) -> list[Journal]:
+        """Create the jobs' journals (all names checked first) and start following each: at most
+        ``parallel`` run at once, the others wait their turn as ``starting``."""
+        from .journal import JobExists
+
+        taken = [info.name for info in infos if (self.where / info.name / "job.json").exists()]
+        if taken:
+            raise JobExists(f"A job named {taken[0]!r} exists already (%backend_job clean removes ended ones)")
+        journals = [Journal.create(self.where, info) for info in infos]
+        turn = asyncio.Semaphore(parallel)
+        for journal in journals:
+            journal.lead()
+            self.tasks[journal.name] = asyncio.ensure_future(self._run(api, journal, settings, turn))
+        return journals
+
+    async def _run(self, api: APIClient, journal: Journal, settings: Settings, turn: asyncio.Semaphore | None) -> None:
+        try:
+            info = journal.info()
+            if info.pid is None:  # not started yet (or its starter exited before it could)
+                self.waiting.add(journal.name)
+                async with turn or contextlib.nullcontext():
+                    self.waiting.discard(journal.name)
+                    await start(api, journal, settings, code=info.code, params=info.params)
+                    await follow(api, journal)
+            else:
+                await follow(api, journal)
+        except asyncio.CancelledError:
+            raise  # this process goes away: the job goes on, the next process follows it
+        except Exception as e:  # noqa: BLE001 - the job's end, in words
+            log.warning("job %s: %s", journal.name, e)
+            with contextlib.suppress(OSError):
+                journal.update(status="failed", ended=time.time(), error=str(e))
+        finally:
+            self.waiting.discard(journal.name)
+            journal.close()
+
+    def adopt(self, api: APIClient, settings: Settings) -> None:
+        """Follow the jobs nobody follows (their starter exited, restarted or was killed)."""
+        from .journal import all_journals
+
+        for journal in all_journals(self.where):
+            task = self.tasks.get(journal.name)
+            if (task is None or task.done()) and journal.info().status not in ENDED and journal.lead():
+                self.tasks[journal.name] = asyncio.ensure_future(self._run(api, journal, settings, None))
+
+    def stop(self) -> None:
+        """This process goes away: stop following (the jobs go on)."""
+        for task in self.tasks.values():
+            task.cancel()

@@ -40,7 +40,17 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Dict, Enum, Float, Unicode
 
 from . import __version__
-from .actions import Progress, Say, connect, open_session, perform, requested_settings
+from .actions import (
+    Progress,
+    RemoteFailure,
+    Rich,
+    Say,
+    connect,
+    open_session,
+    perform,
+    requested_settings,
+    submit_jobs,
+)
 from .client import APIClient, BackendError
 from .commands import (
     CommandError,
@@ -56,6 +66,7 @@ from .display import RichOutput
 from .driver import NO_STDIN, CellRun, drive
 from .embedded import EmbeddedServerError
 from .execution import InputRequest, StepFinished
+from .jobs import Board
 from .kernelspecs import is_python, language_info
 from .managed import (
     ManagedSession,
@@ -296,13 +307,16 @@ class Shown:
         self.pending: dict[object, Say | Progress] = {}
         self.display_ids: dict[int, str] = {}
 
-    def emit(self, event: Say | Progress) -> None:
+    def emit(self, event: Say | Progress | Rich) -> None:
         if self.sink is None or self.sink.silent:
             key = id(event) if isinstance(event, Progress) else ("say", len(self.pending))
             self.pending[key] = event
             return
         if isinstance(event, Say):
-            self.sink.output(event.stream, event.text if event.text.endswith("\n") else event.text + "\n")
+            self.sink.output(event.stream, event.shown())
+            return
+        if isinstance(event, Rich):
+            self.sink.display(event.output)
             return
         self.sink.flush()  # keep the order of text and progress
         shown = id(event) in self.display_ids
@@ -371,6 +385,7 @@ class BackendKernel(Kernel):
         self.settings = saved_settings(self.kernel_id()) or Settings(
             self.image, environ=dict(self.environ), resources={k: str(v) for k, v in self.resources.items()})
         self._opening: asyncio.Future | None = None  # the eager start of our session
+        self.board = Board()  # background jobs this kernel follows
         self._cell: Cell | None = None
         self._shown = Shown(self)
         self._shell_loop: asyncio.AbstractEventLoop | None = None
@@ -540,6 +555,9 @@ class BackendKernel(Kernel):
             return self._error_reply("UsageError", str(e), silent)
         except CellFailed as e:
             return e.reply
+        except RemoteFailure as e:
+            sink.flush()
+            return self._error_reply(e.ename, e.evalue, silent, e.traceback or None)
         except (BackendError, ConfigError, EmbeddedServerError) as e:
             sink.flush()
             return self._error_reply(type(e).__name__, str(e), silent)
@@ -599,6 +617,9 @@ class BackendKernel(Kernel):
                 raise CommandError(f"{why}.")
         if args.code and code:
             raise CommandError(f"Unexpected arguments: {' '.join(args.code)}")
+        if args.bg:
+            await submit_jobs(self, args, code)
+            return self._ok_reply()
         managed = await self.open(args.name, settings=requested_settings(self, args), keep=args.keep)
         if not code.strip():
             return self._ok_reply()

@@ -17,7 +17,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool
 
-from .actions import local_files, requested_settings, send_files
+from .actions import (
+    RemoteFailure,
+    local_files,
+    requested_settings,
+    send_files,
+    submit_jobs,
+)
 from .commands import CommandError, parse, split_options
 from .config import ConfigError
 from .console import Console
@@ -86,6 +92,12 @@ class BackendMagics(Magics):
             code = cell
             if args.code:
                 raise UsageError(f"Unexpected arguments: {' '.join(args.code)}")
+        if args.bg:
+            try:
+                self.console.call(submit_jobs(self.console, args, code))
+            except CommandError as e:
+                raise UsageError(str(e)) from None
+            return None
         managed = self._open(args)
         if args.batch:
             return self._batch(managed, args, code)
@@ -163,6 +175,18 @@ class BackendMagics(Magics):
             self.console.perform(command, _args(command, line))
         except (ConfigError, EmbeddedServerError) as e:
             raise UsageError(str(e)) from None
+        except RemoteFailure as e:
+            raise RemoteError(e.ename, e.evalue, e.traceback) from None
+
+    @line_magic
+    def backend_jobs(self, line: str):
+        """Every background job.  See %backend_help backend_jobs."""
+        self._perform("backend_jobs", line)
+
+    @line_magic
+    def backend_job(self, line: str):
+        """One background job: output, wait, cancel; clean.  See %backend_help backend_job."""
+        self._perform("backend_job", line)
 
     @line_magic
     def backend_session(self, line: str):

@@ -7,6 +7,7 @@ tests/manager/test_real_manager.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -119,3 +120,121 @@ def test_a_job_whose_session_is_gone_is_failed_with_the_reason(server, tmp_path)
 
     status, info = asyncio.run(scenario())
     assert status == "failed" and info.error == f"its session {info.session} is gone"
+
+
+# -- the commands, in the kernel and in the magics -------------------------------------------------------
+
+def kernel_env(server, tmp_path: Path) -> dict:
+    return {**server.env(), "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")}  # the journals go there
+
+
+def test_kernel_jobs_return_at_once_and_are_followed(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    driver = KernelDriver(kernel_env(server, tmp_path), cwd=tmp_path)
+    try:
+        started = time.monotonic()
+        submit = driver.execute("%%backend_run --bg --name k1\nimport time\nfor i in range(8):\n    print(i)\n"
+                                "    time.sleep(0.25)", timeout=60)
+        assert submit.status == "ok" and "Job k1: starting on session job-k1." in submit.stream()
+        assert driver.execute("print('meanwhile')").stream() == "meanwhile\n"  # other cells run meanwhile
+        listing = driver.execute("%backend_jobs").stream().splitlines()
+        assert listing[1].split()[:2] == ["k1", "starting"] or listing[1].split()[:2] == ["k1", "running"]
+        assert time.monotonic() - started < 10
+        output = driver.execute("%backend_job output k1", timeout=60)
+        assert output.stream() == "".join(f"{i}\n" for i in range(8))  # replayed, then live, in order
+        assert output.stream("stderr").startswith("[job k1 finished after ")
+        assert driver.execute("%backend_job wait k1").stream().startswith("Job k1 finished in ")
+
+        failing = driver.execute("%%backend_run --bg --name k2\nraise ValueError('bad value')")
+        assert failing.status == "ok"
+        waited = driver.execute("%backend_job wait k2", timeout=60)
+        assert waited.status == "error" and waited.reply["content"]["ename"] == "ValueError"
+        assert waited.reply["content"]["evalue"] == "bad value"
+
+        sweep = driver.execute("%%backend_run --bg --name sw --sweep lr=0.1,0.01 --sweep depth=2,4 --parallel 2\n"
+                               "print(lr * depth)")
+        assert sweep.status == "ok" and "Job sw-4 (lr=0.01 depth=4)" in sweep.stream()
+        outputs = [driver.execute(f"%backend_job output sw-{i}", timeout=60).stream() for i in range(1, 5)]
+        assert outputs == ["0.2\n", "0.4\n", "0.02\n", "0.04\n"]
+
+        long = driver.execute("%%backend_run --bg --name k3\nimport time\ntime.sleep(60)")
+        assert long.status == "ok"
+        cancelled = driver.execute("%backend_job cancel k3", timeout=60)
+        assert cancelled.stream() == "Job k3: cancelled.\n"
+        for name in ("k1", "k2", "sw-1", "sw-4", "k3"):
+            assert not session_exists(server.env(), f"job-{name}"), name
+        assert driver.execute("%backend_job clean").stream() == "Forgot 7 ended jobs.\n"
+        assert driver.execute("%backend_jobs").stream() == "No jobs. Start one with %%backend_run --bg.\n"
+    finally:
+        driver.shutdown()
+
+
+def test_kernel_job_commands_refuse_bad_input(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    driver = KernelDriver(kernel_env(server, tmp_path), cwd=tmp_path)
+    try:
+        assert driver.execute("%%backend_run --bg --name taken\nprint(1)", timeout=60).status == "ok"
+        cases = {
+            "%%backend_run --bg --sweep lr=\nx": "--sweep 'lr=': give one or more values",
+            "%%backend_run --bg --sweep =1\nx": "--sweep '=1': use VAR=V1,V2,...",
+            "%%backend_run --bg --sweep lr=1,2 --parallel 0\nx": "--parallel 0: run at least 1 job at a time",
+            "%%backend_run --bg --name taken\nx": "A job named 'taken' exists already",
+            "%%backend_run --bg --name ../up\nx": "--name '../up': letters, digits",
+            "%%backend_run --bg": "--bg needs the job's code",
+            "%backend_job output nope": "No job named 'nope'",
+            "%backend_job wait": "the following arguments are required: NAME",
+        }
+        for code, message in cases.items():
+            result = driver.execute(code)
+            assert result.status == "error" and result.reply["content"]["ename"] == "UsageError", code
+            assert message in result.reply["content"]["evalue"], (code, result.reply["content"]["evalue"])
+        assert [line.split()[0] for line in driver.execute("%backend_jobs").stream().splitlines()[1:]] == ["taken"]
+    finally:
+        driver.shutdown()
+
+
+def test_a_kernel_killed_mid_job_then_a_new_kernel_replays_and_follows(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    env = kernel_env(server, tmp_path)
+    first = KernelDriver(env, cwd=tmp_path)
+    try:
+        first.execute("%%backend_run --bg --name longrun\nimport time\nfor i in range(40):\n    print(i)\n"
+                      "    time.sleep(0.1)", timeout=60)
+        journal = Journal(tmp_path / "jupyter-data" / "backend_jupyter" / "jobs" / "longrun")
+        deadline = time.monotonic() + 60
+        while len(stdout_lines(journal)) < 5:
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.1)
+        os.kill(first.km.provisioner.pid, signal.SIGKILL)
+    finally:
+        first.kc.stop_channels()
+        first.km.cleanup_resources()
+    second = KernelDriver(env, cwd=tmp_path)
+    try:
+        output = second.execute("%backend_job output longrun", timeout=60)
+        assert output.stream() == "".join(f"{i}\n" for i in range(40))
+        assert output.stream("stderr").startswith("[job longrun finished")
+    finally:
+        second.shutdown()
+    assert not session_exists(server.env(), "job-longrun")
+
+
+def test_magics_run_a_job_in_the_background(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    ipy = KernelDriver(kernel_env(server, tmp_path), kernel_name="python3", cwd=tmp_path)
+    try:
+        assert ipy.execute("%load_ext backend_jupyter").status == "ok"
+        submit = ipy.execute("%%backend_run --bg --name m1 -e GREETING=hi\nimport os\nprint(os.environ['GREETING'])",
+                             timeout=60)
+        assert submit.status == "ok" and "Job m1: starting on session job-m1." in submit.stream()
+        assert ipy.execute("%backend_job wait m1", timeout=60).stream().startswith("Job m1 finished in ")
+        assert ipy.execute("%backend_job output m1").stream() == "hi\n"
+        assert ipy.execute("%backend_jobs").stream().splitlines()[1].split()[:2] == ["m1", "finished"]
+        missing = ipy.execute("%backend_job output nope")
+        assert missing.status == "error" and "No job named 'nope'" in missing.reply["content"]["evalue"]
+    finally:
+        ipy.shutdown()
