@@ -801,6 +801,30 @@ def test_a_job_outlives_its_killed_follower_on_the_real_manager(manager_stack, t
     wait_terminated(manager_stack, journal.info().session)
 
 
+def test_a_sweep_of_jobs_on_the_real_manager(manager_stack, tmp_path):
+    """Twin of test_jobs.py's sweep: two jobs at once, each with its parameter, each to its end,
+    their sessions gone."""
+    from backend_jupyter.jobs import Board, job_session_name
+    from backend_jupyter.journal import JobInfo
+    from backend_jupyter.managed import Settings
+
+    base = unique("sweep")
+    infos = [JobInfo(name=f"{base}-{i}", session=job_session_name(f"{base}-{i}"), endpoint=manager_stack.endpoint,
+                     code="import time\ntime.sleep(1)\nprint(lr * 10)", params={"lr": lr}, sweep=base)
+             for i, lr in enumerate((0.1, 0.2), 1)]
+
+    async def sweep():
+        async with APIClient(config(manager_stack)) as api:
+            board = Board(tmp_path / "jobs")
+            journals = board.submit(api, infos, Settings(manager_stack.image_alias), parallel=2)
+            await asyncio.wait_for(asyncio.gather(*board.tasks.values()), CREATE_TIMEOUT * 2 + 60)
+            return [(j.info().status, "".join(r.get("text", "") for r in j.records())) for j in journals]
+
+    assert arun(sweep()) == [("finished", "1.0\n"), ("finished", "2.0\n")]
+    for info in infos:
+        wait_terminated(manager_stack, info.session)
+
+
 # -- the magics ------------------------------------------------------------------------------------
 
 def test_magics_end_to_end(manager_stack, tmp_path):
