@@ -28,7 +28,7 @@ def test_quick_suite(tmp_path):
     assert machine["cpus"] >= 1 and machine["cpu_model"] and machine["python"] and machine["date"]
     assert settings["quick"] and settings["sdk_versions"] == []
     assert set(r) == {"trivial", "first_output", "throughput", "display", "html_table", "session_create",
-                      "concurrency", "soak", "clients", "eager_start"}
+                      "concurrency", "soak", "clients", "eager_start", "jobs"}
 
     sane_latency(r["trivial"]["noop"], settings["trivial_n"], 5000)  # the no-op wrapper's diagnostic row
     sane_latency(r["trivial"]["wrapper_ws_plain"], settings["trivial_n"], 5000)  # without the display adapter
@@ -72,6 +72,11 @@ def test_quick_suite(tmp_path):
     assert eager["wrapper_eager"]["delay_s"] == settings["eager_delay_s"] > 0
     for kind in ("wrapper_eager", "wrapper_lazy"):
         assert 0 < eager[kind]["warm_ms"] <= eager[kind]["first_ms"] < 60_000, eager
+
+    j = r["jobs"]
+    assert j["submit"]["n"] == settings["job_submits"] and 0 < j["submit"]["p50_ms"] < 60_000
+    assert j["sweep_jobs"] == settings["sweep_jobs"] and 2 < j["sweep_s"] < 120  # each job sleeps 2 s
+    assert j["journal"]["bytes"] > 9_000_000 and j["journal"]["write_mb_s"] > 0 and j["journal"]["read_mb_s"] > 0
 
     checks = [row for row in data["rows"] if row["target"] in ("0", "no foreign token", "image arrives intact",
                                                                "exact text", "0 errors")]
