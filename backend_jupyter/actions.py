@@ -561,6 +561,7 @@ async def job_output(host: Host, args) -> None:
             show_record(host, record)
     for record in journal.records(offset):
         show_record(host, record)
+    await _settled(host, args.name)
     info = journal.info()
     host.emit(Say(f"[job {info.name} {info.status} after {info.elapsed:.1f} s"
                   f"{': ' + info.error if info.error else ''}]", "stderr"))

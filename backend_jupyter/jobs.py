@@ -99,7 +99,11 @@ def run():
             sys.stdout.flush(); sys.stderr.flush()
             rec({"k": "clear", "wait": bool(wait)})
 
-    shell = InteractiveShell.instance(display_pub_class=Publisher)
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database in the session's profile
+    shell = InteractiveShell.instance(config=config, display_pub_class=Publisher)
     errors = []
 
     def show(etype=None, evalue=None, tb=None, tb_offset=None, exception_only=False, running_compiled_code=False):

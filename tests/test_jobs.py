@@ -191,6 +191,8 @@ def test_kernel_job_commands_refuse_bad_input(server, tmp_path):
             assert result.status == "error" and result.reply["content"]["ename"] == "UsageError", code
             assert message in result.reply["content"]["evalue"], (code, result.reply["content"]["evalue"])
         assert [line.split()[0] for line in driver.execute("%backend_jobs").stream().splitlines()[1:]] == ["taken"]
+        assert driver.execute("%backend_job wait taken", timeout=60).status == "ok"  # and its session goes
+        assert not session_exists(server.env(), "job-taken")
     finally:
         driver.shutdown()
 
