@@ -14,6 +14,7 @@ import argparse
 import ast
 import asyncio
 import contextlib
+import html
 import itertools
 import os
 import posixpath
@@ -81,6 +82,63 @@ class Progress:
             return f"{self.title}: {self.note}"
         count = f" {self.done}/{self.total}" if self.total else ""
         return f"{self.title}{count}{': ' + self.item if self.item else ' …'}"
+
+
+@dataclass(eq=False)
+class Panel:
+    """Background jobs shown in place, a row each (status, elapsed time, the last line of output):
+    emitted again while any runs, at most twice a second (see :func:`watch_panel`)."""
+
+    names: list[str]
+    root: Path
+
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        rows = []
+        for name in self.names:
+            try:
+                journal = find(name, self.root)
+                info = journal.info()
+            except (KeyError, OSError, ValueError):
+                rows.append((name, "", "forgotten", "", ""))
+                continue
+            params = " ".join(f"{k}={v!r}" for k, v in info.params.items())
+            last = info.error or last_line(journal)
+            rows.append((name, params, info.status, f"{info.elapsed:.0f} s", last))
+        return rows
+
+    def done(self) -> bool:
+        return all(status in (*ENDED, "forgotten") for _, _, status, _, _ in self.rows())
+
+    def data(self) -> dict[str, str]:
+        rows = self.rows()
+        text = "\n".join(f"{name:20} {status:10} {elapsed:>7}  {params:24} {last}".rstrip()
+                         for name, params, status, elapsed, last in rows)
+        cells = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(params)}</td><td>{html.escape(status)}</td>"
+            f"<td>{elapsed}</td><td><code>{html.escape(last)}</code></td></tr>" for name, params, status, elapsed, last in rows)
+        return {"text/plain": text, "text/html": "<table class='backend-jobs'><tr><th>job</th><th>parameters</th>"
+                                                  f"<th>status</th><th>elapsed</th><th>last output</th></tr>{cells}</table>"}
+
+
+def last_line(journal: Journal, window: int = 4096) -> str:
+    """The last line of text a job printed (read from the end of its journal only)."""
+    start = max(0, journal.size() - window)
+    records, _ = journal.read(start, window)
+    if start:  # the first line read may be a record's tail
+        records = records[1:] if records else records
+    for record in reversed(records):
+        text = record.get("text", "") if record.get("k") in ("stdout", "stderr") else ""
+        lines = [line for line in text.splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:200]
+    return ""
+
+
+async def watch_panel(host: Host, panel: Panel, interval: float = 0.5) -> None:
+    """Show ``panel`` again at most every ``interval`` seconds until its jobs have ended."""
+    while not panel.done():
+        await asyncio.sleep(interval)
+        host.emit(panel)
 
 
 class Host(Protocol):
@@ -506,6 +564,9 @@ async def submit_jobs(host: Host, args, code: str) -> None:
         params = " ".join(f"{k}={v!r}" for k, v in info.params.items())
         host.emit(Say(f"Job {info.name}{' (' + params + ')' if params else ''}: starting on session {info.session}."))
     host.emit(Say(f"Its output: %backend_job output {names[0]}; every job: %backend_jobs"))
+    panel = Panel(names, host.board.where)
+    host.emit(panel)
+    host.board.watch(watch_panel(host, panel))
 
 
 def _journal(name: str, board) -> Journal:
@@ -519,6 +580,15 @@ async def jobs_list(host: Host, args) -> None:
     board = host.board
     board.adopt(await host.client(), host.settings)
     journals = all_journals(board.where)
+    if args.watch:  # the live panel anew (after a reload of the page, say), until they have ended
+        running = [j.name for j in journals if j.info().status not in ENDED]
+        if not running:
+            host.emit(Say("No job is running."))
+            return
+        panel = Panel(running, board.where)
+        host.emit(panel)
+        await watch_panel(host, panel)
+        return
     if not journals:
         host.emit(Say("No jobs. Start one with %%backend_run --bg."))
         return

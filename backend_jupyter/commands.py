@@ -71,7 +71,7 @@ def _run(p: argparse.ArgumentParser) -> None:
 
 
 def _jobs(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--watch", action="store_true", help="a live panel of the running jobs, until they end")
 
 
 def _job(p: argparse.ArgumentParser) -> None:

@@ -17,13 +17,14 @@ import secrets
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.display import clear_output, display
 
-from .actions import Rich, Say, connect, open_session, perform
+from .actions import Panel, Rich, Say, connect, open_session, perform
 from .client import APIClient, BackendError, ComputeSession
 from .commands import CommandError
 from .config import Config
@@ -79,6 +80,9 @@ def _show_event(event) -> None:
     if isinstance(event, Rich):
         show_output(event.output)
         return
+    if isinstance(event, Panel):
+        _show_panel(event)
+        return
     bar = _BARS.get(id(event))
     if bar is None:
         bar = _BARS[id(event)] = Progress(event.title, total=event.total)
@@ -87,6 +91,33 @@ def _show_event(event) -> None:
     if event.state != "running":
         bar.finish(ok=event.state == "done", note=event.note)
         _BARS.pop(id(event), None)
+
+
+_PANELS: dict[int, tuple[str, dict]] = {}  # job panels shown: display id and the cell they are in
+
+
+def _show_panel(panel: Panel) -> None:
+    """A job panel: shown in the cell that started the jobs, then updated there, from whichever
+    thread, under that cell's parent (ipykernel keeps it per thread).  A terminal gets the first
+    and the last state only."""
+    from IPython import get_ipython
+
+    publisher = getattr(get_ipython(), "display_pub", None)
+    entry = _PANELS.get(id(panel))
+    done = panel.done()
+    if entry is None:
+        entry = _PANELS[id(panel)] = (uuid.uuid4().hex, dict(getattr(publisher, "parent_header", {}) or {}))
+        display(panel.data(), raw=True, display_id=entry[0])
+    elif hasattr(publisher, "set_thread_parent"):
+        token = publisher.set_thread_parent(entry[1])
+        try:
+            display(panel.data(), raw=True, display_id=entry[0], update=True)
+        finally:
+            publisher.reset_thread_parent(token)
+    elif done:
+        display(panel.data(), raw=True)
+    if done:
+        _PANELS.pop(id(panel), None)
 
 
 def show_output(output: RichOutput) -> None:
@@ -171,7 +202,9 @@ class Console:
         self.settings = settings
 
     def emit(self, event) -> None:
-        if self._events is not None:
+        if isinstance(event, Panel) and id(event) in _PANELS:
+            _show_panel(event)  # an update of a shown panel: where it is, whatever runs now
+        elif self._events is not None:
             self._events.put(event)
         else:  # nothing is relaying (cannot happen from a command): still show it
             _show_event(event)

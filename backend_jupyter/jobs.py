@@ -266,6 +266,13 @@ class Board:
         self.root = root
         self.tasks: dict[str, asyncio.Task] = {}
         self.waiting: set[str] = set()  # jobs waiting for their turn (--parallel): nothing started yet
+        self.watchers: set[asyncio.Task] = set()  # the live panels being updated
+
+    def watch(self, coro) -> None:
+        """Keep updating a panel in the background (held here until it is done)."""
+        task = asyncio.ensure_future(coro)
+        self.watchers.add(task)
+        task.add_done_callback(self.watchers.discard)
 
     @property
     def where(self):
@@ -320,5 +327,5 @@ class Board:
 
     def stop(self) -> None:
         """This process goes away: stop following (the jobs go on)."""
-        for task in self.tasks.values():
+        for task in [*self.tasks.values(), *self.watchers]:
             task.cancel()

@@ -41,6 +41,7 @@ from traitlets import Bool, Dict, Enum, Float, Unicode
 
 from . import __version__
 from .actions import (
+    Panel,
     Progress,
     RemoteFailure,
     Rich,
@@ -298,33 +299,38 @@ def _clock(seconds: float) -> str:
 
 class Shown:
     """What the kernel's own commands show (actions.py events): text into the cell's output
-    stream, progress as one display each, updated in place.  Outside a cell (the eager session
-    start) events wait and are shown, at their latest state, in the next cell."""
+    stream, progress and job panels as one display each, updated in place.  Outside a cell (the
+    eager session start) events wait and are shown, at their latest state, in the next cell; a
+    display shown already is updated where it is (a job panel after its cell has ended)."""
 
     def __init__(self, kernel: BackendKernel):
         self.kernel = kernel
         self.sink: KernelSink | None = None
-        self.pending: dict[object, Say | Progress] = {}
-        self.display_ids: dict[int, str] = {}
+        self.pending: dict[object, Say | Progress | Panel] = {}
+        self.shown: dict[int, tuple[str, KernelSink]] = {}  # event → its display id and the cell it is in
 
-    def emit(self, event: Say | Progress | Rich) -> None:
-        if self.sink is None or self.sink.silent:
-            key = id(event) if isinstance(event, Progress) else ("say", len(self.pending))
+    def emit(self, event: Say | Progress | Rich | Panel) -> None:
+        if id(event) in self.shown:
+            self._display(event)
+        elif self.sink is None or self.sink.silent:
+            key = id(event) if isinstance(event, (Progress, Panel)) else ("say", len(self.pending))
             self.pending[key] = event
-            return
-        if isinstance(event, Say):
+        elif isinstance(event, Say):
             self.sink.output(event.stream, event.shown())
-            return
-        if isinstance(event, Rich):
+        elif isinstance(event, Rich):
             self.sink.display(event.output)
-            return
-        self.sink.flush()  # keep the order of text and progress
-        shown = id(event) in self.display_ids
-        display_id = self.display_ids.setdefault(id(event), uuid.uuid4().hex)
-        self.sink.send("update_display_data" if shown else "display_data", {
-            "data": {"text/plain": event.text()}, "metadata": {}, "transient": {"display_id": display_id}})
-        if event.state != "running":
-            self.display_ids.pop(id(event), None)
+        else:
+            self.sink.flush()  # keep the order of text and displays
+            self.shown[id(event)] = (uuid.uuid4().hex, self.sink)
+            self._display(event, first=True)
+
+    def _display(self, event: Progress | Panel, first: bool = False) -> None:
+        display_id, sink = self.shown[id(event)]
+        data = event.data() if isinstance(event, Panel) else {"text/plain": event.text()}
+        sink.send("display_data" if first else "update_display_data",
+                  {"data": data, "metadata": {}, "transient": {"display_id": display_id}})
+        if (event.done() if isinstance(event, Panel) else event.state != "running"):
+            self.shown.pop(id(event), None)
 
     def attach(self, sink: KernelSink) -> None:
         """A cell starts: what waited is shown in it."""

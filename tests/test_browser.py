@@ -33,7 +33,8 @@ def lab(server, tmp_path_factory):
     root = tmp_path_factory.mktemp("lab-root")
     port = free_port()
     log = open(root / "jupyterlab.log", "wb")
-    env = {**server.env(), "JUPYTER_CONFIG_DIR": str(root / ".jupyter-config")}
+    env = {**server.env(), "JUPYTER_CONFIG_DIR": str(root / ".jupyter-config"),
+           "JUPYTER_DATA_DIR": str(root / ".jupyter-data")}  # the jobs' journals of this run only
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
@@ -166,7 +167,9 @@ def test_jupyterlab_end_to_end(page, lab):
     last_output(page, 7).get_by_text("slept").wait_for(timeout=30_000)
     deadline = time.monotonic() + 10
     while "running" in last_output(page, 7).inner_text():
-        assert time.monotonic() < deadline, "the status line stayed after the cell"
+        if time.monotonic() > deadline:
+            shot(page, "10b-status-line-stayed")
+        assert time.monotonic() < deadline, f"the status line stayed after the cell: {last_output(page, 7).inner_text()!r}"
         time.sleep(0.2)
     assert last_output(page, 7).inner_text().split() == ["working", "slept"]
 
@@ -188,3 +191,62 @@ def test_jupyterlab_end_to_end(page, lab):
     info.wait_for(timeout=30_000)
     assert "CPU" in last_output(page, 8).inner_text()
     shot(page, "12-session-info")
+
+    # A background job: the cell returns at once, and its panel keeps updating in place after it.
+    run_cell(page, "%%backend_run --bg --name browser-job\nimport time\nfor i in range(60):\n"
+                   "    print('tick', i, flush=True); time.sleep(0.5)")
+    panel = last_output(page, 9).locator("table", has_text="browser-job")
+    try:
+        panel.wait_for(timeout=30_000)
+    finally:
+        shot(page, "13a-job-submitted")
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea table')].pop().innerText"
+                           ".includes('tick')", timeout=30_000)
+    first = tick_of(panel.inner_text())
+    time.sleep(2.5)
+    assert tick_of(panel.inner_text()) > first  # updated after its cell had ended
+    shot(page, "13-job-panel")
+
+    # Saved, and the page reloaded: is the old panel updated again?  (Its display id is not saved
+    # with the notebook, so JupyterLab cannot route updates to it.)  %backend_jobs --watch shows it anew.
+    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Save Notebook").first.click()
+    time.sleep(1)
+    dialog = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+    if dialog.count():  # JupyterLab asks to name an untitled notebook on its first save
+        dialog.first.click()
+    page.wait_for_function("() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)')"
+                           ".title?.className?.includes?.('jp-mod-dirty') && "
+                           "![...document.querySelectorAll('.lm-TabBar-tab.jp-mod-dirty')].length", timeout=15_000)
+    page.reload()
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for()
+    page.get_by_text("Backend.AI Python | Idle").first.wait_for(timeout=60_000)
+    shot(page, "14-after-reload")
+    reloaded = page.locator(".jp-OutputArea table", has_text="browser-job").first  # untrusted now: no class
+    reloaded.wait_for(timeout=30_000)
+    before = tick_of(reloaded.inner_text())
+    time.sleep(2.5)
+    stale = tick_of(reloaded.inner_text()) == before
+    run_cell(page, "%backend_jobs --watch")
+    watch = last_output(page, 10).locator("table", has_text="browser-job")
+    watch.wait_for(timeout=30_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea table')].pop().innerText"
+                           ".includes('tick')", timeout=30_000)
+    watched = tick_of(watch.inner_text())
+    time.sleep(2.5)
+    assert tick_of(watch.inner_text()) > watched  # live again
+    shot(page, "15-jobs-watch")
+    assert stale, "the old panel advanced after a reload: the README can say so"
+    page.keyboard.press("Escape")
+    stop = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) jp-button[data-command="notebook:interrupt-kernel"], '
+                        '.jp-NotebookPanel:not(.lm-mod-hidden) button[data-command="notebook:interrupt-kernel"]').first
+    stop.click()  # stop watching; the job goes on (cancelled below, so that nothing is left)
+    run_cell(page, "%backend_job cancel browser-job")
+    page.get_by_text("Job browser-job: cancelled.").wait_for(timeout=60_000)
+
+
+def tick_of(text: str) -> int:
+    import re
+
+    ticks = re.findall(r"tick (\d+)", text)
+    return int(ticks[-1]) if ticks else -1

@@ -240,3 +240,82 @@ def test_magics_run_a_job_in_the_background(server, tmp_path):
         assert missing.status == "error" and "No job named 'nope'" in missing.reply["content"]["evalue"]
     finally:
         ipy.shutdown()
+
+
+# -- the live panel ----------------------------------------------------------------------------------
+
+def panel_updates_after(driver, submit, timeout: float = 60) -> list[dict]:
+    """The job panel's updates that arrive after the submitting cell has ended, under its parent,
+    until one says every job has ended."""
+    parent = submit.reply["parent_header"]["msg_id"]
+    [panel] = [c for c in submit.of("display_data") if "text/html" in c["data"]]
+    display_id = panel["transient"]["display_id"]
+    updates = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = driver.kc.get_iopub_msg(timeout=1)
+        except Exception:  # queue.Empty
+            continue
+        if msg["msg_type"] == "update_display_data" and msg["content"]["transient"]["display_id"] == display_id:
+            assert msg["parent_header"]["msg_id"] == parent  # routed to the cell that started the jobs
+            updates.append({**msg["content"]["data"], "at": time.monotonic()})
+            if "running" not in msg["content"]["data"]["text/plain"] \
+                    and "starting" not in msg["content"]["data"]["text/plain"]:
+                return updates
+    raise AssertionError(f"the panel did not reach the jobs' end: {updates[-1:] if updates else 'no update'}")
+
+
+def test_the_panel_of_a_sweep_updates_in_place_after_its_cell_ended(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    driver = KernelDriver(kernel_env(server, tmp_path), cwd=tmp_path)
+    try:
+        submit = driver.execute("%%backend_run --bg --name pan --sweep k=1,2\nimport time\nfor i in range(6):\n"
+                                "    print('step', i, 'of job', k, flush=True)\n    time.sleep(0.4)", timeout=60)
+        assert submit.status == "ok"
+        [panel] = [c["data"] for c in submit.of("display_data") if "text/html" in c["data"]]
+        rows = panel["text/plain"].splitlines()
+        assert [r.split()[:2] for r in rows] == [["pan-1", "starting"], ["pan-2", "starting"]]
+        assert "<th>last output</th>" in panel["text/html"]
+        updates = panel_updates_after(driver, submit)
+        texts = [u["text/plain"] for u in updates]
+        assert any("running" in t and "step" in t for t in texts)  # status and the last line, live
+        assert [r.split()[:2] for r in texts[-1].splitlines()] == [["pan-1", "finished"], ["pan-2", "finished"]]
+        assert texts[-1].splitlines()[1].endswith("step 5 of job 2")
+        gaps = [b["at"] - a["at"] for a, b in zip(updates, updates[1:], strict=False)]
+        assert gaps and min(gaps) > 0.4  # at most twice a second
+        watch = driver.execute("%backend_jobs --watch")
+        assert watch.stream() == "No job is running.\n"
+    finally:
+        driver.shutdown()
+
+
+def test_jobs_watch_shows_a_new_live_panel(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    driver = KernelDriver(kernel_env(server, tmp_path), cwd=tmp_path)
+    try:
+        driver.execute("%%backend_run --bg --name w1\nimport time\nfor i in range(8):\n    print(i, flush=True)\n"
+                       "    time.sleep(0.3)", timeout=60)
+        watch = driver.execute("%backend_jobs --watch", timeout=60)
+        lines = [c["data"]["text/plain"] for c in watch.of("display_data") + watch.of("update_display_data")]
+        assert lines[0].split()[0] == "w1" and lines[-1].split()[:2] == ["w1", "finished"]
+    finally:
+        driver.shutdown()
+
+
+def test_the_magics_panel_updates_after_its_cell_ended(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    ipy = KernelDriver(kernel_env(server, tmp_path), kernel_name="python3", cwd=tmp_path)
+    try:
+        assert ipy.execute("%load_ext backend_jupyter").status == "ok"
+        submit = ipy.execute("%%backend_run --bg --name mp\nimport time\nfor i in range(5):\n    print(i, flush=True)\n"
+                             "    time.sleep(0.4)", timeout=60)
+        assert submit.status == "ok"
+        assert ipy.execute("print('meanwhile')").stream() == "meanwhile\n"
+        updates = panel_updates_after(ipy, submit)
+        assert updates[-1]["text/plain"].split()[:2] == ["mp", "finished"]
+    finally:
+        ipy.shutdown()
