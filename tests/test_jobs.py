@@ -18,6 +18,7 @@ from backend_jupyter import jobs
 from backend_jupyter.client import APIClient, ComputeSession
 from backend_jupyter.config import Config
 from backend_jupyter.journal import JobInfo, Journal
+from backend_jupyter.managed import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBERED = ("import time\nfrom IPython.display import display, HTML\nfor i in range(n):\n    print(i)\n"
@@ -26,6 +27,14 @@ NUMBERED = ("import time\nfrom IPython.display import display, HTML\nfor i in ra
 
 def new_journal(tmp_path: Path, name: str, endpoint: str) -> Journal:
     return Journal.create(tmp_path / "jobs", JobInfo(name=name, session=jobs.job_session_name(name), endpoint=endpoint))
+
+
+async def started_job(api: APIClient, tmp_path: Path, name: str, code: str) -> Journal:
+    """A job started and led by this process (its follower)."""
+    journal = new_journal(tmp_path, name, api.endpoint)
+    assert journal.lead()
+    await jobs.start(api, journal, Settings(), code=code, params={})
+    return journal
 
 
 def follower(env: dict, journal: Journal, *args: str) -> subprocess.Popen:
@@ -80,21 +89,14 @@ def test_cancel_and_a_process_that_dies_are_ends_too(server, tmp_path):
 
     async def scenario():
         async with APIClient(Config.from_env(env)) as api:
-            from backend_jupyter.managed import Settings
-
-            long = new_journal(tmp_path, "long", env["BACKEND_ENDPOINT"])
-            assert long.lead()
-            await jobs.start(api, long, Settings(), code="import time\nprint('up', flush=True)\ntime.sleep(60)",
-                             params={})
+            long = await started_job(api, tmp_path, "long", "import time\nprint('up', flush=True)\ntime.sleep(60)")
             following = asyncio.create_task(jobs.follow(api, long, poll=0.2))
             while "up" not in "".join(r.get("text", "") for r in long.records()):
                 await asyncio.sleep(0.1)
             await jobs.cancel(api, long)
             assert await asyncio.wait_for(following, 30) == "cancelled"
 
-            dying = new_journal(tmp_path, "dying", env["BACKEND_ENDPOINT"])
-            assert dying.lead()
-            await jobs.start(api, dying, Settings(), code="import os\nprint('bye', flush=True)\nos._exit(3)", params={})
+            dying = await started_job(api, tmp_path, "dying", "import os\nprint('bye', flush=True)\nos._exit(3)")
             assert await asyncio.wait_for(jobs.follow(api, dying, poll=0.2), 30) == "failed"
             return long.info(), dying.info()
 
@@ -110,11 +112,7 @@ def test_a_job_whose_session_is_gone_is_failed_with_the_reason(server, tmp_path)
 
     async def scenario():
         async with APIClient(Config.from_env(env)) as api:
-            from backend_jupyter.managed import Settings
-
-            journal = new_journal(tmp_path, "orphan", env["BACKEND_ENDPOINT"])
-            assert journal.lead()
-            await jobs.start(api, journal, Settings(), code="import time\ntime.sleep(60)", params={})
+            journal = await started_job(api, tmp_path, "orphan", "import time\ntime.sleep(60)")
             await ComputeSession(api, journal.info().session).destroy()
             return await asyncio.wait_for(jobs.follow(api, journal, poll=0.2), 30), journal.info()
 

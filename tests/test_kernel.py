@@ -36,7 +36,7 @@ def test_stdout_streams_live_and_reply_ok(kernel):
     result = kernel.execute("import time\nprint('a', flush=True)\ntime.sleep(1.5)\nprint('b')")
     assert result.status == "ok"
     assert result.stream() == "a\nb\n"
-    first = next(t for m, t in zip(result.messages, result.arrivals) if m["msg_type"] == "stream")
+    first = next(t for m, t in zip(result.messages, result.arrivals, strict=True) if m["msg_type"] == "stream")
     assert first < 1.0, "the first line must arrive while the cell still runs"
 
 

@@ -51,8 +51,8 @@ def test_streaming_order_and_rich_output(ipy):
     html = [m["content"]["data"]["text/html"] for m in result.messages if m["msg_type"] == "display_data"
             and "text/html" in m["content"]["data"]]
     assert html == ["<b>rich</b>"]
-    one = next(t for m, t in zip(result.messages, result.arrivals) if m["content"].get("text") == "one\n")
-    three = next(t for m, t in zip(result.messages, result.arrivals) if m["content"].get("text") == "three\n")
+    one = next(t for m, t in zip(result.messages, result.arrivals, strict=True) if m["content"].get("text") == "one\n")
+    three = next(t for m, t in zip(result.messages, result.arrivals, strict=True) if m["content"].get("text") == "three\n")
     assert three - one > 0.5  # 'one' arrived live, before the sleep ended
 
 

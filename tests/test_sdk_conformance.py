@@ -81,7 +81,7 @@ def test_error_exit_code(report):
 
 def test_input_and_getpass(report):
     result = scenario(report, "input_and_getpass")
-    waits = [o for s, o in zip(result["statuses"], result["options"]) if s == "waiting-input"]
+    waits = [o for s, o in zip(result["statuses"], result["options"], strict=True) if s == "waiting-input"]
     assert waits == [{"is_password": False}, {"is_password": True}]
     out = "".join(d for k, d in result["console"] if k == "stdout")
     assert out == "who? pass? ann password\n"

@@ -43,7 +43,7 @@ def test_signatures_match_the_official_sdk(generation):
                           capture_output=True, text=True, timeout=120, check=True)
     theirs = json.loads(proc.stdout)
     assert len(theirs) == len(VECTORS)
-    for vector, sig in zip(VECTORS, theirs):
+    for vector, sig in zip(VECTORS, theirs, strict=True):
         host = vector["endpoint"].split("//", 1)[1].rstrip("/")
         date = datetime.fromisoformat(vector["date"])
         ours = signing.sign_request(
