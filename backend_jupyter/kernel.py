@@ -253,16 +253,19 @@ class LiveStatus:
         self.display_id = uuid.uuid4().hex
         self.started = time.monotonic()
         self.shown = False
+        self.closed = False
         self.peak: float | None = None
         self.task = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
         await asyncio.sleep(STATUS_AFTER)
-        while True:
+        while not self.closed:
             tick = time.monotonic()
             stat = None
             with contextlib.suppress(BackendError, asyncio.TimeoutError):
                 stat = await asyncio.wait_for(self.session.live_stat(), STATUS_INTERVAL * 2)
+            if self.closed:  # Python 3.11's wait_for can swallow the cancel of a close: check
+                return
             used = memory(stat)
             if used is not None:
                 self.peak = max(self.peak or 0, used)
@@ -279,9 +282,10 @@ class LiveStatus:
         self.shown = True
 
     async def close(self) -> None:
+        self.closed = True
         self.task.cancel()
         with contextlib.suppress(BaseException):
-            await self.task
+            await asyncio.wait_for(self.task, STATUS_INTERVAL * 3)
         if not self.shown:
             return
         elapsed = time.monotonic() - self.started
