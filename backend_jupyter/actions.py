@@ -101,13 +101,19 @@ class Panel:
             except (KeyError, OSError, ValueError):
                 rows.append((name, "", "forgotten", "", ""))
                 continue
-            params = " ".join(f"{k}={v!r}" for k, v in info.params.items())
             last = info.error or last_line(journal)
-            rows.append((name, params, info.status, f"{info.elapsed:.0f} s", last))
+            rows.append((name, info.params_text, info.status, f"{info.elapsed:.0f} s", last))
         return rows
 
     def done(self) -> bool:
-        return all(status in (*ENDED, "forgotten") for _, _, status, _, _ in self.rows())
+        """Whether every job has ended (from their info only: no output is read)."""
+        for name in self.names:
+            try:
+                if find(name, self.root).info().status not in ENDED:
+                    return False
+            except (KeyError, OSError, ValueError):
+                continue  # forgotten
+        return True
 
     def data(self) -> dict[str, str]:
         rows = self.rows()
@@ -163,7 +169,7 @@ class Host(Protocol):
     def forget(self, name: str) -> None:
         """``name`` is gone; if it was the current session, the front-end's default is current again."""
 
-    def emit(self, event: Say | Progress) -> None: ...
+    def emit(self, event: Say | Progress | Rich | Panel) -> None: ...
 
 
 async def perform(host: Host, command: str, args: argparse.Namespace) -> None:
@@ -255,10 +261,15 @@ async def session_list(host: Host, args) -> None:
                       f"{row.get('image', '') or '':12} {owner}".rstrip()))
 
 
+async def _known_or_named(host: Host, name: str) -> tuple[ManagedSession | None, ComputeSession]:
+    """The session ``name``: the front-end's own record of it if it has one, else by name alone."""
+    managed = host.sessions.get(name)
+    return managed, managed.session if managed is not None else ComputeSession(await host.client(), name)
+
+
 async def session_info(host: Host, args) -> None:
     name = args.name or host.current
-    managed = host.sessions.get(name)
-    session = managed.session if managed is not None else ComputeSession(await host.client(), name)
+    managed, session = await _known_or_named(host, name)
     try:
         info = await session.info()
     except SessionNotFound:
@@ -272,8 +283,7 @@ async def session_info(host: Host, args) -> None:
 
 async def session_logs(host: Host, args) -> None:
     name = args.name or host.current
-    managed = host.sessions.get(name)
-    session = managed.session if managed is not None else ComputeSession(await host.client(), name)
+    _, session = await _known_or_named(host, name)
     logs = await session.logs()
     host.emit(Say(logs if logs.strip() else f"(the kernel log of {name} is empty)"))
 
@@ -328,8 +338,7 @@ async def session_use(host: Host, args) -> None:
 
 async def session_destroy(host: Host, args) -> None:
     name = args.name
-    known = host.sessions.get(name)
-    session = known.session if known is not None else ComputeSession(await host.client(), name)
+    _, session = await _known_or_named(host, name)
     try:
         await session.destroy()
     except SessionNotFound:
@@ -561,8 +570,8 @@ async def submit_jobs(host: Host, args, code: str) -> None:
     except JobExists as e:
         raise CommandError(str(e)) from None
     for info in infos:
-        params = " ".join(f"{k}={v!r}" for k, v in info.params.items())
-        host.emit(Say(f"Job {info.name}{' (' + params + ')' if params else ''}: starting on session {info.session}."))
+        params = f" ({info.params_text})" if info.params else ""
+        host.emit(Say(f"Job {info.name}{params}: starting on session {info.session}."))
     host.emit(Say(f"Its output: %backend_job output {names[0]}; every job: %backend_jobs"))
     panel = Panel(names, host.board.where)
     host.emit(panel)
@@ -595,9 +604,8 @@ async def jobs_list(host: Host, args) -> None:
     rows = [f"{'name':24} {'status':10} {'elapsed':>9} {'output':>9}  {'session':30} parameters"]
     for journal in journals:
         info = journal.info()
-        params = " ".join(f"{k}={v!r}" for k, v in info.params.items())
         rows.append(f"{info.name:24} {info.status:10} {info.elapsed:8.1f}s {human_size(journal.size()):>9}  "
-                    f"{info.session:30} {params}".rstrip())
+                    f"{info.session:30} {info.params_text}".rstrip())
     host.emit(Say("\n".join(rows)))
 
 
@@ -686,8 +694,9 @@ async def _settled(host: Host, name: str) -> None:
 
 
 async def job_clean(host: Host, args) -> None:
-    ended = [j for j in all_journals(host.board.where) if j.info().status in ENDED]
-    running = [j.name for j in all_journals(host.board.where) if j.info().status not in ENDED]
+    journals = [(j, j.info().status in ENDED) for j in all_journals(host.board.where)]
+    ended = [j for j, over in journals if over]
+    running = [j.name for j, over in journals if not over]
     for journal in ended:
         journal.remove()
     host.emit(Say(f"Forgot {len(ended)} ended job{'s' * (len(ended) != 1)}"

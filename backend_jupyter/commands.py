@@ -63,7 +63,7 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build", default=None, metavar="CMD", help="batch build command ('*' = the image's default)")
     p.add_argument("--exec", dest="exec_", default=None, metavar="CMD", help="batch exec command")
     p.add_argument("--bg", action="store_true", help="run as a background job on a session of its own; returns at once")
-    p.add_argument("--name", default=None, metavar="NAME", help="the job's name (--bg; default: job-N)")
+    p.add_argument("--name", default=None, metavar="NAME", help="the job's name (--bg; default: job- and six random hex digits)")
     p.add_argument("--sweep", action="append", metavar="VAR=V1,V2,...",
                    help="one job per combination of values, set as variables (--bg; repeatable)")
     p.add_argument("--parallel", type=int, default=None, metavar="N", help="at most N jobs of a sweep at once")

@@ -22,10 +22,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 from .client import APIClient, BackendError, ComputeSession, SessionNotFound
 from .fastjson import loads
-from .journal import ENDED, Journal
+from .journal import ENDED, JobExists, Journal, all_journals, jobs_root
 from .managed import Settings
 from .remote import run_snippet, snippet
 
@@ -219,10 +220,9 @@ async def read_once(session: ComputeSession, journal: Journal) -> tuple[list[dic
     return [loads(line) for line in data.splitlines() if line], answer.get("exit")
 
 
-async def follow(api: APIClient, journal: Journal, on_records=None, *, poll: float = POLL_SECONDS) -> str:
-    """Follow a job to its end, writing its journal (this process must lead it: Journal.lead());
-    ``on_records(records)`` sees each batch.  Returns the final status; the session is destroyed
-    at the end unless the job is kept."""
+async def follow(api: APIClient, journal: Journal, *, poll: float = POLL_SECONDS) -> str:
+    """Follow a job to its end, writing its journal (this process must lead it: Journal.lead()).
+    Returns the final status; the session is destroyed at the end unless the job is kept."""
     info = journal.info()
     session = ComputeSession(api, info.session)
     status = info.status
@@ -232,8 +232,6 @@ async def follow(api: APIClient, journal: Journal, on_records=None, *, poll: flo
         except SessionNotFound:
             journal.update(status="failed", ended=time.time(), error=f"its session {info.session} is gone")
             return "failed"
-        if on_records is not None and records:
-            on_records(records)
         end = next((r for r in records if r.get("k") == "end"), None)
         if end is not None:
             status = end.get("status", "finished")
@@ -275,17 +273,13 @@ class Board:
         task.add_done_callback(self.watchers.discard)
 
     @property
-    def where(self):
-        from .journal import jobs_root
-
+    def where(self) -> Path:
         return self.root or jobs_root()
 
     def submit(self, api: APIClient, infos: list, settings: Settings, parallel: int) -> list[Journal]:
         """Create the jobs' journals (all names checked first) and start following each: at most
         ``parallel`` run at once, the others wait their turn as ``starting``."""
-        from .journal import JobExists
-
-        taken = [info.name for info in infos if (self.where / info.name / "job.json").exists()]
+        taken = [info.name for info in infos if Journal(self.where / info.name).info_path.exists()]
         if taken:
             raise JobExists(f"A job named {taken[0]!r} exists already (%backend_job clean removes ended ones)")
         journals = [Journal.create(self.where, info) for info in infos]
@@ -318,14 +312,7 @@ class Board:
 
     def adopt(self, api: APIClient, settings: Settings) -> None:
         """Follow the jobs nobody follows (their starter exited, restarted or was killed)."""
-        from .journal import all_journals
-
         for journal in all_journals(self.where):
             task = self.tasks.get(journal.name)
             if (task is None or task.done()) and journal.info().status not in ENDED and journal.lead():
                 self.tasks[journal.name] = asyncio.ensure_future(self._run(api, journal, settings, None))
-
-    def stop(self) -> None:
-        """This process goes away: stop following (the jobs go on)."""
-        for task in [*self.tasks.values(), *self.watchers]:
-            task.cancel()

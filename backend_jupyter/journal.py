@@ -60,6 +60,11 @@ class JobInfo:
     keep: bool = False  # its session outlives its end
 
     @property
+    def params_text(self) -> str:
+        """``lr=0.1 depth=2``: the job's sweep values, as the commands show them."""
+        return " ".join(f"{k}={v!r}" for k, v in self.params.items())
+
+    @property
     def elapsed(self) -> float:
         return (self.ended or time.time()) - (self.started or self.created)
 

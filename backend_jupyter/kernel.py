@@ -135,6 +135,11 @@ class KernelSink:
         """An IOPub message of this cell."""
         self.kernel.session.send(self.kernel.iopub_socket, msg_type, content, self.parent)
 
+    def show(self, display_id: str, data: dict, *, first: bool) -> None:
+        """A display of the kernel's own, shown (``first``) or updated in place."""
+        self.send("display_data" if first else "update_display_data",
+                  {"data": data, "metadata": {}, "transient": {"display_id": display_id}})
+
     def output(self, name: str, text: str) -> None:
         if not text or self.silent:
             return
@@ -248,8 +253,8 @@ class LiveStatus:
     goes away or becomes a one-line summary (see ``BackendKernel.status_line``).  A display of its
     own: it never mixes with the cell's output text."""
 
-    def __init__(self, kernel: BackendKernel, session, sink: KernelSink, mode: str):
-        self.kernel, self.session, self.sink, self.mode = kernel, session, sink, mode
+    def __init__(self, session, sink: KernelSink, mode: str):
+        self.session, self.sink, self.mode = session, sink, mode
         self.display_id = uuid.uuid4().hex
         self.started = time.monotonic()
         self.shown = False
@@ -276,9 +281,7 @@ class LiveStatus:
     def _show(self, text: str, *, data: dict | None = None) -> None:
         if not self.shown:
             self.sink.flush()  # the line comes after what the cell printed so far
-        self.sink.send("update_display_data" if self.shown else "display_data", {
-            "data": {"text/plain": text} if data is None else data, "metadata": {},
-            "transient": {"display_id": self.display_id}})
+        self.sink.show(self.display_id, {"text/plain": text} if data is None else data, first=not self.shown)
         self.shown = True
 
     async def close(self) -> None:
@@ -330,9 +333,7 @@ class Shown:
 
     def _display(self, event: Progress | Panel, first: bool = False) -> None:
         display_id, sink = self.shown[id(event)]
-        data = event.data() if isinstance(event, Panel) else {"text/plain": event.text()}
-        sink.send("display_data" if first else "update_display_data",
-                  {"data": data, "metadata": {}, "transient": {"display_id": display_id}})
+        sink.show(display_id, event.data() if isinstance(event, Panel) else {"text/plain": event.text()}, first=first)
         if (event.done() if isinstance(event, Panel) else event.state != "running"):
             self.shown.pop(id(event), None)
 
@@ -510,7 +511,7 @@ class BackendKernel(Kernel):
         self.settings = settings
         save_settings(self.kernel_id(), settings)
 
-    def emit(self, event: Say | Progress) -> None:
+    def emit(self, event: Say | Progress | Rich | Panel) -> None:
         self._shown.emit(event)
 
     def forget(self, name: str) -> None:
@@ -593,8 +594,7 @@ class BackendKernel(Kernel):
 
     async def _run(self, cell: Cell, sink: KernelSink, managed: ManagedSession, code: str, silent: bool) -> dict:
         reopen = self._reopen if managed.name == self.current else None
-        status = None if silent or self.status_line == "off" else LiveStatus(self, managed.session, sink,
-                                                                              self.status_line)
+        status = None if silent or self.status_line == "off" else LiveStatus(managed.session, sink, self.status_line)
         try:
             outcome = await drive(managed, code, sink, cell, remedy=STUCK_REMEDY, transport=self.transport,
                                   reopen=reopen)
@@ -762,7 +762,8 @@ class BackendKernel(Kernel):
     async def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()):
         reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
-        local = command_at(code, cursor_pos) or command_at(code, code.find("\n", cursor_pos) % (len(code) + 1))
+        line_end = code.find("\n", cursor_pos)
+        local = command_at(code, len(code) if line_end < 0 else line_end)  # the whole line the cursor is on
         if local is not None:  # Shift+Tab on a %backend_* line: its help
             with contextlib.suppress(CommandError):
                 reply.update(found=True, data={"text/plain": help_text(local[1])})

@@ -93,10 +93,7 @@ class BackendMagics(Magics):
             if args.code:
                 raise UsageError(f"Unexpected arguments: {' '.join(args.code)}")
         if args.bg:
-            try:
-                self.console.call(submit_jobs(self.console, args, code))
-            except CommandError as e:
-                raise UsageError(str(e)) from None
+            self.console.call(submit_jobs(self.console, args, code))  # usage errors become UsageError there
             return None
         managed = self._open(args)
         if args.batch:
