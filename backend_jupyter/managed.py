@@ -24,6 +24,7 @@ from .client import (
     NotSupported,
     SessionNotFound,
 )
+from .client.session import REPLACE_TIMEOUT
 from .config import Config, Mount
 from .kernelspecs import is_python
 from .remote import install_adapter, run_transport
@@ -84,12 +85,19 @@ class ManagedSession:
             info = await session.info()
             session.image = info.get("image") or settings.image
         else:
-            session = await ComputeSession.get_or_create(
-                api, settings.image, name=name, mounts=list(settings.mounts), environ=settings.environ,
-                resources=settings.resources)
+            session = await cls._create(api, name, settings)
+            if not session.created and not await session.exists():
+                # Reused, but on its way out (a restart replacing it, say): not that one, a fresh one.
+                await session.wait_gone(REPLACE_TIMEOUT)
+                session = await cls._create(api, name, settings)
         managed = cls(session, owned=session.created and not attach, keep=keep, settings=settings)
         managed.adapter = is_python(settings.image) and adapter and await install_adapter(session)
         return managed
+
+    @staticmethod
+    async def _create(api: APIClient, name: str, settings: Settings) -> ComputeSession:
+        return await ComputeSession.get_or_create(api, settings.image, name=name, mounts=list(settings.mounts),
+                                                  environ=settings.environ, resources=settings.resources)
 
     async def restart(self) -> str:
         """Reset the remote interpreter (files stay): ``"restarted"``.  Where the manager cannot
