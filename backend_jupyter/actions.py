@@ -18,6 +18,7 @@ import html
 import itertools
 import os
 import posixpath
+import re
 import secrets
 import shutil
 import tempfile
@@ -170,6 +171,15 @@ class Host(Protocol):
         """``name`` is gone; if it was the current session, the front-end's default is current again."""
 
     def emit(self, event: Say | Progress | Rich | Panel) -> None: ...
+
+    async def export_values(self, names: list[str], allow_pickle: bool, dest: Path) -> dict[str, str]:
+        """Write the user's variables ``names`` into ``dest`` as valuecodec files: ``{name: format}``
+        (CommandError naming the first that cannot be).  The magics' variables are the local
+        IPython's; the kernel's are its session's."""
+
+    async def import_values(self, order: dict, base: Path) -> None:
+        """Set variables where the user's variables are: ``valuecodec.land(order)`` with the files
+        under ``base``."""
 
 
 async def perform(host: Host, command: str, args: argparse.Namespace) -> None:
@@ -553,26 +563,34 @@ async def submit_jobs(host: Host, args, code: str) -> None:
         raise CommandError("--bg needs the job's code (the cell's body)")
     if args.parallel is not None and args.parallel < 1:
         raise CommandError(f"--parallel {args.parallel}: run at least 1 job at a time")
-    if getattr(args, "inputs", None) or getattr(args, "outputs", None):
-        raise CommandError("-i/-o do not work with --bg yet: set values in the cell, or --sweep VAR=VALUE")
     combos = sweep_params(args.sweep)
     base = args.name or f"job-{secrets.token_hex(3)}"
     if not JOB_NAME_RE.match(base):
         raise CommandError(f"--name {base!r}: letters, digits, '.', '_' and '-', up to 63")
+    if any(j.info().sweep == base for j in all_journals(host.board.where)):
+        raise CommandError(f"--name {base!r}: a sweep of that name exists already (%backend_job clean removes ended ones)")
+    for name in args.outputs or []:
+        if not name.isidentifier():
+            raise CommandError(f"-o {name!r}: not a Python name")
     names = [base] if len(combos) == 1 else [f"{base}-{i + 1}" for i in range(len(combos))]
     api = await host.client()
     settings = requested_settings(host, args) or host.settings
-    infos = [JobInfo(name=name, session=jobs.job_session_name(name), endpoint=api.endpoint, code=code, params=params,
-                     sweep=base if len(combos) > 1 else None, keep=args.keep) for name, params in zip(names, combos,
-                                                                                                    strict=True)]
-    try:
-        host.board.submit(api, infos, settings, args.parallel or len(infos))
-    except JobExists as e:
-        raise CommandError(str(e)) from None
+    with tempfile.TemporaryDirectory() as staging:
+        inputs = await host.export_values(args.inputs, args.allow_pickle, Path(staging)) if args.inputs else {}
+        infos = [JobInfo(name=name, session=jobs.job_session_name(name), endpoint=api.endpoint, code=code,
+                         params=params, sweep=base if len(combos) > 1 else None, keep=args.keep,
+                         settings=settings.to_dict(), inputs=inputs, outputs=list(args.outputs or []),
+                         allow_pickle=args.allow_pickle)
+                 for name, params in zip(names, combos, strict=True)]
+        try:
+            host.board.submit(api, infos, args.parallel or len(infos), inputs=Path(staging))
+        except JobExists as e:
+            raise CommandError(str(e)) from None
     for info in infos:
         params = f" ({info.params_text})" if info.params else ""
         host.emit(Say(f"Job {info.name}{params}: starting on session {info.session}."))
-    host.emit(Say(f"Its output: %backend_job output {names[0]}; every job: %backend_jobs"))
+    what = f"%backend_job wait {base} -o VAR" if len(combos) > 1 else f"%backend_job output {base}"
+    host.emit(Say(f"Then: {what}; every job: %backend_jobs"))
     panel = Panel(names, host.board.where)
     host.emit(panel)
     host.board.watch(watch_panel(host, panel))
@@ -587,7 +605,7 @@ def _journal(name: str, board) -> Journal:
 
 async def jobs_list(host: Host, args) -> None:
     board = host.board
-    board.adopt(await host.client(), host.settings)
+    board.adopt(await host.client())
     journals = all_journals(board.where)
     if args.watch:  # the live panel anew (after a reload of the page, say), until they have ended
         running = [j.name for j in journals if j.info().status not in ENDED]
@@ -627,7 +645,7 @@ def show_record(host: Host, record: dict) -> None:
 async def job_output(host: Host, args) -> None:
     """Replay a job's journal, then follow it live until it ends (an interrupt stops the watching only)."""
     journal = _journal(args.name, host.board)
-    host.board.adopt(await host.client(), host.settings)
+    host.board.adopt(await host.client())
     records = list(journal.records())
     for record in records[-args.tail:] if args.tail else records:
         show_record(host, record)
@@ -645,21 +663,105 @@ async def job_output(host: Host, args) -> None:
                   f"{': ' + info.error if info.error else ''}]", "stderr"))
 
 
+def _group(name: str, board) -> list[Journal]:
+    """A job by name, or the jobs of a sweep by the sweep's name."""
+    with contextlib.suppress(CommandError):
+        return [_journal(name, board)]
+    members = [j for j in all_journals(board.where) if j.info().sweep == name]
+    if not members:
+        raise CommandError(f"No job or sweep named {name!r} (see %backend_jobs)")
+    return members
+
+
 async def job_wait(host: Host, args) -> None:
-    journal = _journal(args.name, host.board)
-    host.board.adopt(await host.client(), host.settings)
-    while journal.info().status not in ENDED:
+    """Wait for a job (or every job of a sweep), bring back the variables asked for, raise a failure."""
+    group = _group(args.name, host.board)
+    host.board.adopt(await host.client())
+    while any(j.info().status not in ENDED for j in group):
         await asyncio.sleep(WATCH_SECONDS)
-    await _settled(host, args.name)
-    info = journal.info()
-    if info.status == "finished":
-        host.emit(Say(f"Job {info.name} finished in {info.elapsed:.1f} s."))
-        return
+    for journal in group:
+        await _settled(host, journal.name)
+    infos = [j.info() for j in group]
+    if len(group) == 1 and group[0].name == args.name:
+        info = infos[0]
+        if info.status == "finished":
+            host.emit(Say(f"Job {info.name} finished in {info.elapsed:.1f} s."))
+            if args.outputs:
+                await _bring_back(host, args, group[0], info)
+            return
+        raise _failure(group[0], info)
+    await _sweep_table(host, args, group, infos)
+    failed = [info for info in infos if info.status != "finished"]
+    if failed:
+        host.emit(Say(f"{len(failed)} of {len(infos)} jobs of {args.name} did not finish: "
+                      + ", ".join(f"{i.name} {i.status}" for i in failed), "stderr"))
+        raise _failure(next(j for j in group if j.name == failed[0].name), failed[0])
+    host.emit(Say(f"The {len(infos)} jobs of {args.name} finished."))
+
+
+def _failure(journal: Journal, info: JobInfo) -> RemoteFailure:
     error = next((r for r in journal.records() if r.get("k") == "error"), None)
     if error is not None:
-        raise RemoteFailure(error.get("ename", "Error"), error.get("evalue", ""), error.get("traceback"))
-    raise RemoteFailure("JobFailed" if info.status == "failed" else "JobCancelled",
-                        f"Job {info.name} {info.status}{': ' + info.error if info.error else ''}")
+        return RemoteFailure(error.get("ename", "Error"), error.get("evalue", ""), error.get("traceback"))
+    return RemoteFailure("JobFailed" if info.status == "failed" else "JobCancelled",
+                         f"Job {info.name} {info.status}{': ' + info.error if info.error else ''}")
+
+
+def _kept(info: JobInfo, name: str, allow_pickle: bool) -> str | None:
+    """The format of variable ``name`` the job kept; None (and why, said) when it is not to be had."""
+    entry = info.kept.get(name)
+    if isinstance(entry, list):
+        if entry[0] == "pickle" and not allow_pickle:
+            return None
+        return entry[0]
+    return None
+
+
+def _not_kept(info: JobInfo, name: str, allow_pickle: bool) -> str:
+    entry = info.kept.get(name)
+    if isinstance(entry, dict):
+        return f"-o {name}: {info.name} did not keep it: {entry.get('error')}"
+    if isinstance(entry, list):
+        return f"-o {name}: {info.name} kept it pickled; --allow-pickle accepts it (this unpickles remote data)"
+    return (f"-o {name}: {info.name} did not keep it (a job keeps what --bg -o names, and its small "
+            "JSON-able variables)")
+
+
+async def _bring_back(host: Host, args, journal: Journal, info: JobInfo) -> None:
+    """``wait NAME -o VAR...`` of one job: each VAR where the user's variables are."""
+    found = {}
+    for name in args.outputs:
+        fmt = _kept(info, name, args.allow_pickle)
+        if fmt is None:
+            host.emit(Say(_not_kept(info, name, args.allow_pickle), "stderr"))
+        else:
+            found[name] = f"{name}.{fmt}"
+    if found:
+        await host.import_values({"vars": found}, journal.vars_dir)
+        host.emit(Say(", ".join(f"{name} ({human_size(info.kept[name][1])})" for name in found) + " set."))
+
+
+async def _sweep_table(host: Host, args, group: list[Journal], infos: list[JobInfo]) -> None:
+    """``wait SWEEP [-o VAR...]``: a table, one row per job (its name, parameters, status and each
+    VAR), as a pandas DataFrame (a list of dicts without pandas) in ``--into`` or ``SWEEP_results``."""
+    into = args.into or re.sub(r"\W", "_", args.name) + "_results"
+    if not into.isidentifier():
+        into = "_" + into
+    rows = []
+    for journal, info in zip(group, infos, strict=True):
+        values = {}
+        for name in args.outputs or []:
+            fmt = _kept(info, name, args.allow_pickle)
+            if fmt is None:
+                if info.status == "finished":
+                    host.emit(Say(_not_kept(info, name, args.allow_pickle), "stderr"))
+            else:
+                values[name] = f"{journal.name}/vars/{name}.{fmt}"
+        rows.append({"columns": {"job": info.name, **info.params, "status": info.status,
+                                 **{name: None for name in args.outputs or []}}, "values": values})
+    await host.import_values({"table": into, "rows": rows}, host.board.where)
+    columns = list(rows[0]["columns"]) if rows else []
+    host.emit(Say(f"{into}: {len(rows)} rows ({', '.join(columns)})"))
 
 
 async def job_cancel(host: Host, args) -> None:
@@ -668,7 +770,7 @@ async def job_cancel(host: Host, args) -> None:
     if journal.info().status in ENDED:
         host.emit(Say(f"Job {args.name} has ended already ({journal.info().status})."))
         return
-    host.board.adopt(api, host.settings)
+    host.board.adopt(api)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_SECONDS
     if args.name in host.board.waiting:  # still waiting its turn: it never starts

@@ -80,7 +80,15 @@ def _job(p: argparse.ArgumentParser) -> None:
     output = sub.add_parser("output", help="a job's whole output, then live until it ends (interrupt: stop watching)")
     output.add_argument("name", metavar="NAME")
     output.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N records")
-    sub.add_parser("wait", help="wait for a job's end; its error if it failed").add_argument("name", metavar="NAME")
+    wait = sub.add_parser("wait", help="wait for a job's (or a sweep's) end and bring its variables back; "
+                                       "its error if it failed")
+    wait.add_argument("name", metavar="NAME", help="a job, or a sweep (--name of a --sweep)")
+    wait.add_argument("-o", "--output", dest="outputs", action="append", metavar="VAR",
+                      help="a variable the job kept (one --bg -o named, or a small JSON-able one); for a sweep, "
+                           "a column of its table")
+    wait.add_argument("--into", default=None, metavar="VAR",
+                      help="for a sweep: the variable that gets its table (default: NAME_results)")
+    wait.add_argument("--allow-pickle", action="store_true", help="accept values the job kept pickled")
     sub.add_parser("cancel", help="stop a job; its session goes").add_argument("name", metavar="NAME")
     sub.add_parser("clean", help="forget the jobs that have ended")
 
@@ -141,7 +149,9 @@ TABLE: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = {
     "backend_run": (_run, "Run code on a Backend.AI session (created on first use, reused after), streaming its "
                           "output; input() shows an input box, the stop button interrupts the remote run. "
                           "-i/-o move variables (JSON-able values, bytes, NumPy arrays, pandas DataFrames; pickle "
-                          "only with --allow-pickle). --batch uploads files and runs clean/build/exec steps; the "
+                          "only with --allow-pickle). --bg runs the cell as a background job on a session of its own "
+                          "(-i: its inputs; -o: variables it keeps whatever their size, besides its small JSON-able "
+                          "ones). --batch uploads files and runs clean/build/exec steps; the "
                           "cell body, if any, is the exec command."),
     "backend_session": (_session, "Manage compute sessions."),
     "backend_vfolder": (_vfolder, "Manage vfolders (virtual folders of Backend.AI storage)."),

@@ -24,6 +24,7 @@ from pathlib import Path
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.display import clear_output, display
 
+from . import valuecodec
 from .actions import Panel, Rich, Say, connect, open_session, perform
 from .client import APIClient, BackendError, ComputeSession
 from .commands import CommandError
@@ -33,7 +34,7 @@ from .driver import NO_STDIN, CellRun, drive
 from .execution import InputRequest, Outcome, StepFinished
 from .jobs import Board
 from .managed import ManagedSession, Settings, destroy_at_exit
-from .variables import VariableError
+from .variables import VariableError, encode
 from .widgets import Progress
 
 DONE = object()
@@ -170,6 +171,7 @@ class Console:
         self.display_adapter = display_adapter  # read when a session opens (a traitlet of the magics)
         self._events: queue.Queue | None = None  # where emit() sends, while a command or cell runs
         self.board = Board()
+        self.namespace: dict = {}  # the local IPython's variables (-i, -o of jobs)
 
     # -- the Host of actions.py (called on the client thread) ----------------------------------
     @property
@@ -200,6 +202,25 @@ class Console:
 
     def adopt(self, settings: Settings) -> None:
         self.settings = settings
+
+    async def export_values(self, names: list[str], allow_pickle: bool, dest: Path) -> dict[str, str]:
+        formats = {}
+        for name in names:
+            if name not in self.namespace:
+                raise CommandError(f"-i {name}: no such local variable")
+            try:
+                fmt, data = encode(name, self.namespace[name], allow_pickle=allow_pickle)
+            except VariableError as e:
+                raise CommandError(f"-i {e}") from None
+            (dest / f"{name}.{fmt}").write_bytes(data)
+            formats[name] = fmt
+        return formats
+
+    async def import_values(self, order: dict, base: Path) -> None:
+        try:
+            valuecodec.land(self.namespace, order, str(base))
+        except ImportError as e:
+            raise CommandError(f"-o: these values need {e.name or e}, which is not installed here") from None
 
     def emit(self, event) -> None:
         if isinstance(event, Panel) and id(event) in _PANELS:

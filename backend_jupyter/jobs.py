@@ -5,15 +5,17 @@ to whichever call takes it.  Measured on the embedded server: a follower killed 
 had taken a response but before it had written it down lost those lines for good; the next
 follower, continuing the same run id, got only what came after.  Backend.AI's execute API has no
 acknowledgement or offset to take it again.  So a job runs as a process of its own in its session
-(started by an invisible snippet from the session's IPython, so on the same interpreter), which
-appends every output record to ``~/.backend_jupyter/jobs/<name>/output.jsonl`` there.  A follower
-reads that file from a byte offset with another invisible snippet and appends exactly those bytes
-to the local journal (journal.py), so the local journal's size *is* the offset to go on from:
-a follower killed at any moment loses nothing, and the next one takes up where the journal ends.
+(``jobrunner.py``, shipped with ``valuecodec.py`` into ``~/.backend_jupyter/jobs/<name>/`` there
+and started by an invisible snippet from the session's IPython, so on the same interpreter),
+which appends every output record to ``output.jsonl`` beside it.  A follower reads that file from
+a byte offset with another invisible snippet and appends exactly those bytes to the local journal
+(journal.py), so the local journal's size *is* the offset to go on from: a follower killed at any
+moment loses nothing, and the next one takes up where the journal ends.
 
-The records are the journal's: ``{"k": "stdout"|"stderr", "text"}``, ``{"k": "display", "data",
-"metadata", "display_id", "update"}``, ``{"k": "clear", "wait"}``, ``{"k": "error", "ename",
-"evalue", "traceback"}`` and, last, ``{"k": "end", "status": "finished"|"failed"|"cancelled"}``.
+The records are the journal's (jobrunner.py lists them); the last, ``end``, also says which
+variables the job kept (its ``-o`` ones and its small JSON-able ones): the follower downloads them
+into the journal's ``vars/`` before it marks the job ended, for ``%backend_job wait -o``.  A job's
+``-i`` values travel the other way, from the journal's ``inputs/`` when its session starts.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from .client import APIClient, BackendError, ComputeSession, SessionNotFound
-from .fastjson import loads
+from .fastjson import dumps, loads
 from .journal import ENDED, JobExists, Journal, all_journals, jobs_root
 from .managed import Settings
 from .remote import run_snippet, snippet
@@ -36,116 +39,27 @@ POLL_SECONDS = 0.5  # a follower reads the job's output this often
 READ_LIMIT = 256 * 1024  # bytes a follower takes per read (one execute call carries them whole)
 JOBS_DIR = ".backend_jupyter/jobs"  # in the session's home
 
-# The job's own process: the cell in a fresh IPython shell whose output goes to the job's file.
-RUNNER = r'''
-import json, os, signal, sys, time
-d = sys.argv[1]
-out = open(os.path.join(d, "output.jsonl"), "ab", buffering=0)
-
-def rec(obj):
-    out.write((json.dumps(obj) + "\n").encode("ascii"))
-
-class Stream:
-    encoding = "utf-8"
-    def __init__(self, name):
-        self.name, self.parts = name, []
-    def write(self, text):
-        self.parts.append(text)
-        if "\n" in text or sum(map(len, self.parts)) > 65536:  # line by line, as a terminal shows it
-            self.flush()
-        return len(text)
-    def flush(self):
-        if self.parts:
-            rec({"k": self.name, "text": "".join(self.parts)})
-            self.parts = []
-    def isatty(self):
-        return False
-    def fileno(self):
-        raise OSError("no file descriptor")
-
-sys.stdout, sys.stderr = Stream("stdout"), Stream("stderr")
-
-def cancel(signum, frame):
-    raise KeyboardInterrupt("cancelled")
-
-signal.signal(signal.SIGTERM, cancel)
-code = open(os.path.join(d, "code.py")).read()
-params = json.load(open(os.path.join(d, "params.json")))
 
 
-def run():
-    """The cell, in a fresh IPython shell where there is one: its status."""
-    try:
-        from IPython.core.displaypub import DisplayPublisher
-        from IPython.core.interactiveshell import InteractiveShell
-    except ImportError:  # no IPython in this image: plain Python
-        import traceback
-        try:
-            exec(compile(code, "<job>", "exec"), dict(params, __name__="__main__"))
-            return "finished"
-        except KeyboardInterrupt:
-            return "cancelled"
-        except BaseException as e:
-            sys.stdout.flush(); sys.stderr.flush()
-            rec({"k": "error", "ename": type(e).__name__, "evalue": str(e),
-                 "traceback": traceback.format_exc().splitlines()})
-            return "failed"
+def shipped(module: str) -> str:
+    """The source of one of this package's self-contained modules, to write into a session."""
+    return (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
 
-    class Publisher(DisplayPublisher):
-        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
-            sys.stdout.flush(); sys.stderr.flush()
-            rec({"k": "display", "data": data, "metadata": metadata or {},
-                 "display_id": (transient or {}).get("display_id"), "update": bool(update)})
-        def clear_output(self, wait=False):
-            sys.stdout.flush(); sys.stderr.flush()
-            rec({"k": "clear", "wait": bool(wait)})
-
-    from traitlets.config import Config
-
-    config = Config()
-    config.HistoryManager.enabled = False  # no history database in the session's profile
-    shell = InteractiveShell.instance(config=config, display_pub_class=Publisher)
-    errors = []
-
-    def show(etype=None, evalue=None, tb=None, tb_offset=None, exception_only=False, running_compiled_code=False):
-        etype, evalue, tb = sys.exc_info() if etype is None else (etype, evalue, tb)
-        stb = shell.InteractiveTB.structured_traceback(etype, evalue, tb, tb_offset=tb_offset)
-        errors.append({"k": "error", "ename": etype.__name__, "evalue": str(evalue), "traceback": stb})
-
-    shell.showtraceback = show
-    shell.showsyntaxerror = lambda *a, **k: show()
-    shell.user_ns.update(params)
-    status = "finished" if shell.run_cell(code, store_history=False).success else "failed"
-    sys.stdout.flush(); sys.stderr.flush()
-    for error in errors:
-        rec(error)
-        if error["ename"] == "KeyboardInterrupt":
-            status = "cancelled"
-    return status
-
-
-status = "failed"
-try:
-    status = run()
-except KeyboardInterrupt:  # cancelled before or after the cell itself
-    status = "cancelled"
-finally:
-    sys.stdout.flush(); sys.stderr.flush()
-    rec({"k": "end", "status": status})
-'''
 
 _START_BODY = """\
-    import os, subprocess, sys
+    import os, shutil, subprocess, sys
     d = os.path.join(os.path.expanduser('~'), params['dir'], params['name'])
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, 'code.py'), 'w') as f:
-        f.write(params['code'])
-    with open(os.path.join(d, 'params.json'), 'w') as f:
-        json.dump(params['params'], f)
+    for name, text in params['files'].items():
+        with open(os.path.join(d, name), 'w') as f:
+            f.write(text)
+    if params['inputs']:  # uploaded beside the work dir's other transfers: moved into the job's directory
+        shutil.rmtree(os.path.join(d, 'in'), ignore_errors=True)
+        os.replace(os.path.join(os.path.expanduser('~'), params['inputs']), os.path.join(d, 'in'))
     open(os.path.join(d, 'output.jsonl'), 'ab').close()
     log = open(os.path.join(d, 'runner.log'), 'ab')
-    p = subprocess.Popen([sys.executable, '-c', params['runner'], d], stdin=subprocess.DEVNULL, stdout=log,
-                         stderr=subprocess.STDOUT, start_new_session=True)
+    p = subprocess.Popen([sys.executable, os.path.join(d, 'runner.py')], stdin=subprocess.DEVNULL, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
     with open(os.path.join(d, 'pid'), 'w') as f:
         f.write(str(p.pid))
     print(marker + json.dumps({'pid': p.pid}))
@@ -180,27 +94,45 @@ _READ_BODY = """\
 """
 
 _CANCEL_BODY = """\
-    import os, signal
+    import os, signal, time
     d = os.path.join(os.path.expanduser('~'), params['dir'], params['name'])
     try:
-        os.kill(int(open(os.path.join(d, 'pid')).read()), signal.SIGTERM)
+        pid = int(open(os.path.join(d, 'pid')).read())
+        deadline = time.monotonic() + params['wait']
+        # Until its handler is in place a SIGTERM would kill the process without its last word.
+        while not os.path.exists(os.path.join(d, 'ready')) and time.monotonic() < deadline:
+            if not os.path.exists('/proc/%d' % pid):
+                break
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGTERM)
         print(marker + json.dumps('signalled'))
     except (OSError, ValueError):
         print(marker + json.dumps('gone'))
 """
+CANCEL_WAIT = 10.0  # seconds a cancel waits for a starting job's process to take it
 
 
 def job_session_name(job: str) -> str:
     return f"job-{job}"
 
 
-async def start(api: APIClient, journal: Journal, settings: Settings, *, code: str, params: dict) -> None:
-    """Create the job's session and start its process there; the journal says ``running`` after."""
+async def start(api: APIClient, journal: Journal) -> None:
+    """Create the job's session (with the settings it was submitted with), send its inputs and
+    start its process there; the journal says ``running`` after."""
     info = journal.info()
+    settings = Settings.from_dict(info.settings) if info.settings else Settings()
     session = await ComputeSession.get_or_create(api, settings.image, name=info.session, mounts=list(settings.mounts),
                                                  environ=settings.environ, resources=settings.resources)
-    answer = await run_snippet(session, snippet(_START_BODY, {"dir": JOBS_DIR, "name": info.name, "code": code,
-                                                             "params": params, "runner": RUNNER}))
+    inputs = ""
+    if info.inputs:
+        inputs = f"{JOBS_DIR}/.inputs-{info.name}"
+        await session.upload([f"{name}.{fmt}" for name, fmt in info.inputs.items()], basedir=journal.inputs_dir,
+                             dest=inputs)
+    spec = {"params": info.params, "inputs": info.inputs, "outputs": info.outputs, "allow_pickle": info.allow_pickle}
+    files = {"runner.py": shipped("jobrunner"), "valuecodec.py": shipped("valuecodec"), "cell.py": info.code,
+             "spec.json": dumps(spec)}
+    answer = await run_snippet(session, snippet(_START_BODY, {"dir": JOBS_DIR, "name": info.name, "files": files,
+                                                             "inputs": inputs}))
     if not isinstance(answer, dict) or "pid" not in answer:
         raise BackendError(f"The job {info.name} could not be started in its session")
     journal.update(status="running", started=time.time(), pid=int(answer["pid"]))
@@ -221,39 +153,53 @@ async def read_once(session: ComputeSession, journal: Journal) -> tuple[list[dic
 
 
 async def follow(api: APIClient, journal: Journal, *, poll: float = POLL_SECONDS) -> str:
-    """Follow a job to its end, writing its journal (this process must lead it: Journal.lead()).
-    Returns the final status; the session is destroyed at the end unless the job is kept."""
+    """Follow a job to its end, writing its journal (this process must lead it: Journal.lead()),
+    then take the variables it kept.  Returns the final status; the session is destroyed at the
+    end unless the job is kept."""
     info = journal.info()
     session = ComputeSession(api, info.session)
-    status = info.status
-    while status not in ENDED:
-        try:
+    last = journal.last_record()  # a follower killed after taking the end but before acting on it
+    end, exit_code = (last if last and last.get("k") == "end" else None), None
+    try:
+        while end is None:
             records, exit_code = await read_once(session, journal)
-        except SessionNotFound:
-            journal.update(status="failed", ended=time.time(), error=f"its session {info.session} is gone")
-            return "failed"
-        end = next((r for r in records if r.get("k") == "end"), None)
+            end = next((r for r in records if r.get("k") == "end"), None)
+            if end is None and exit_code is not None and not records:  # gone without its last word (killed)
+                journal.update(status="failed", ended=time.time(), exit_code=exit_code,
+                               error=f"the job's process ended without finishing (exit code {exit_code})")
+                break
+            if not records:
+                await asyncio.sleep(poll)
         if end is not None:
-            status = end.get("status", "finished")
-            journal.update(status=status, ended=time.time(), exit_code=exit_code)
-        elif exit_code is not None and not records:  # gone without its last word (killed, out of memory)
-            status = "failed"
-            journal.update(status=status, ended=time.time(), exit_code=exit_code,
-                           error=f"the job's process ended without finishing (exit code {exit_code})")
-        elif not records:
-            await asyncio.sleep(poll)
+            kept = await fetch_kept(session, journal, end.get("vars") or {})
+            journal.update(status=end.get("status", "finished"), ended=time.time(), exit_code=exit_code, kept=kept)
+    except SessionNotFound:
+        journal.update(status="failed", ended=time.time(), error=f"its session {info.session} is gone")
+        return "failed"
     if not info.keep:
-        try:
+        with contextlib.suppress(SessionNotFound):
             await session.destroy()
-        except SessionNotFound:
-            pass
-    return status
+    return journal.info().status
+
+
+async def fetch_kept(session: ComputeSession, journal: Journal, report: dict) -> dict:
+    """Download the variables the job kept (its end record's report) into the journal's vars/."""
+    files = {name: f"{JOBS_DIR}/{journal.name}/vars/{name}.{entry[0]}" for name, entry in report.items()
+             if isinstance(entry, list)}
+    if files:
+        try:
+            await session.download(list(files.values()), dest=journal.vars_dir)
+        except BackendError as e:
+            log.warning("job %s: its variables could not be fetched: %s", journal.name, e)
+            return {name: {"error": f"could not be fetched from its session: {e}"} if name in files else entry
+                    for name, entry in report.items()}
+    return report
 
 
 async def cancel(api: APIClient, journal: Journal) -> None:
     """Stop the job's process (it records ``cancelled``); following it then ends it."""
     session = ComputeSession(api, journal.info().session)
-    await run_snippet(session, snippet(_CANCEL_BODY, {"dir": JOBS_DIR, "name": journal.name}))
+    await run_snippet(session, snippet(_CANCEL_BODY, {"dir": JOBS_DIR, "name": journal.name, "wait": CANCEL_WAIT}))
 
 
 class Board:
@@ -276,27 +222,32 @@ class Board:
     def where(self) -> Path:
         return self.root or jobs_root()
 
-    def submit(self, api: APIClient, infos: list, settings: Settings, parallel: int) -> list[Journal]:
-        """Create the jobs' journals (all names checked first) and start following each: at most
-        ``parallel`` run at once, the others wait their turn as ``starting``."""
+    def submit(self, api: APIClient, infos: list, parallel: int, inputs: Path | None = None) -> list[Journal]:
+        """Create the jobs' journals (all names checked first; the files of their ``-i`` values
+        copied from ``inputs``) and start following each: at most ``parallel`` run at once, the
+        others wait their turn as ``starting``."""
         taken = [info.name for info in infos if Journal(self.where / info.name).info_path.exists()]
         if taken:
             raise JobExists(f"A job named {taken[0]!r} exists already (%backend_job clean removes ended ones)")
         journals = [Journal.create(self.where, info) for info in infos]
+        for journal, info in zip(journals, infos, strict=True):
+            for name, fmt in info.inputs.items():
+                journal.inputs_dir.mkdir(exist_ok=True)
+                shutil.copyfile(inputs / f"{name}.{fmt}", journal.inputs_dir / f"{name}.{fmt}")
         turn = asyncio.Semaphore(parallel)
         for journal in journals:
             journal.lead()
-            self.tasks[journal.name] = asyncio.ensure_future(self._run(api, journal, settings, turn))
+            self.tasks[journal.name] = asyncio.ensure_future(self._run(api, journal, turn))
         return journals
 
-    async def _run(self, api: APIClient, journal: Journal, settings: Settings, turn: asyncio.Semaphore | None) -> None:
+    async def _run(self, api: APIClient, journal: Journal, turn: asyncio.Semaphore | None) -> None:
         try:
             info = journal.info()
             if info.pid is None:  # not started yet (or its starter exited before it could)
                 self.waiting.add(journal.name)
                 async with turn or contextlib.nullcontext():
                     self.waiting.discard(journal.name)
-                    await start(api, journal, settings, code=info.code, params=info.params)
+                    await start(api, journal)
                     await follow(api, journal)
             else:
                 await follow(api, journal)
@@ -310,9 +261,9 @@ class Board:
             self.waiting.discard(journal.name)
             journal.close()
 
-    def adopt(self, api: APIClient, settings: Settings) -> None:
+    def adopt(self, api: APIClient) -> None:
         """Follow the jobs nobody follows (their starter exited, restarted or was killed)."""
         for journal in all_journals(self.where):
             task = self.tasks.get(journal.name)
             if (task is None or task.done()) and journal.info().status not in ENDED and journal.lead():
-                self.tasks[journal.name] = asyncio.ensure_future(self._run(api, journal, settings, None))
+                self.tasks[journal.name] = asyncio.ensure_future(self._run(api, journal, None))

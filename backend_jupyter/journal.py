@@ -58,6 +58,11 @@ class JobInfo:
     exit_code: int | None = None
     error: str | None = None  # why it failed or was cancelled, in words
     keep: bool = False  # its session outlives its end
+    settings: dict = field(default_factory=dict)  # its session's (managed.Settings.to_dict())
+    inputs: dict = field(default_factory=dict)  # -i: {variable: format}, the files in inputs/
+    outputs: list = field(default_factory=list)  # -o: the variables it keeps whatever their size
+    allow_pickle: bool = False
+    kept: dict = field(default_factory=dict)  # the variables it kept, in vars/: {name: [format, size] | {"error"}}
 
     @property
     def params_text(self) -> str:
@@ -97,6 +102,14 @@ class Journal:
     def output_path(self) -> Path:
         return self.dir / "output.jsonl"
 
+    @property
+    def inputs_dir(self) -> Path:
+        return self.dir / "inputs"
+
+    @property
+    def vars_dir(self) -> Path:
+        return self.dir / "vars"
+
     # -- info --------------------------------------------------------------------------------------
     @classmethod
     def create(cls, root: Path, info: JobInfo) -> Journal:
@@ -106,7 +119,7 @@ class Journal:
         root.mkdir(parents=True, exist_ok=True)
         directory = root / info.name
         try:
-            directory.mkdir()
+            directory.mkdir(mode=0o700)  # its code, values and session settings are the user's own
         except FileExistsError:
             raise JobExists(f"A job named {info.name!r} exists already (%backend_job clean removes ended ones)") from None
         journal = cls(directory)
@@ -209,6 +222,17 @@ class Journal:
             if not batch:
                 return
             yield from batch
+
+    def last_record(self, window: int = READ_CHUNK) -> dict | None:
+        """The journal's last complete record (None if it has none within ``window`` bytes of its end)."""
+        size = self.size()
+        with open(self.output_path, "rb") as f:
+            f.seek(max(0, size - window))
+            lines = f.read(window).split(b"\n")[:-1]  # what follows the last newline is unfinished
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError):
+                return loads(line)
+        return None
 
     def remove(self) -> None:
         self.close()

@@ -79,7 +79,12 @@ from .managed import (
 )
 from .remote import inspect_snippet, run_snippet
 from .usage import memory, usage_line
-from .variables import human_size
+from .variables import (
+    VariableError,
+    export_from_session,
+    human_size,
+    import_into_session,
+)
 
 log = logging.getLogger("backend_jupyter.kernel")
 
@@ -511,6 +516,20 @@ class BackendKernel(Kernel):
         self.settings = settings
         save_settings(self.kernel_id(), settings)
 
+    async def export_values(self, names: list[str], allow_pickle: bool, dest: Path) -> dict[str, str]:
+        managed = await self.open()  # this kernel's variables live in its session
+        try:
+            return await export_from_session(managed.session, names, allow_pickle, dest)
+        except VariableError as e:
+            raise CommandError(f"-i {e}") from None
+
+    async def import_values(self, order: dict, base: Path) -> None:
+        managed = await self.open()
+        try:
+            await import_into_session(managed.session, order, base)
+        except VariableError as e:
+            raise CommandError(f"-o: {e}") from None
+
     def emit(self, event: Say | Progress | Rich | Panel) -> None:
         self._shown.emit(event)
 
@@ -620,8 +639,9 @@ class BackendKernel(Kernel):
     async def _run_command(self, cell: Cell, sink: KernelSink, line: str, code: str, silent: bool) -> dict:
         """``%%backend_run [-s NAME] [session options]``: the body on that session."""
         args = parse("backend_run", line)
-        for given, why in ((args.inputs or args.outputs, "-i/-o move variables between a local IPython and a "
-                            "session; this kernel has no local variables"),
+        for given, why in ((not args.bg and (args.inputs or args.outputs), "-i/-o move variables between a local "
+                            "IPython and a session; this kernel has no local variables (with --bg, -i takes them "
+                            "from this kernel's session)"),
                            (args.batch, "--batch is a command of the magics extension (%load_ext backend_jupyter)")):
             if given:
                 raise CommandError(f"{why}.")

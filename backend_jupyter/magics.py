@@ -72,6 +72,7 @@ class BackendMagics(Magics):
     def __init__(self, shell):
         super().__init__(shell)
         self.console = Console(display_adapter=lambda: self.display_adapter)
+        self.console.namespace = self.shell.user_ns if self.shell is not None else {}
         atexit.register(self.console.close)
 
     def _open(self, args) -> ManagedSession:

@@ -50,6 +50,16 @@ class Settings:
         changes = {"image": image, "mounts": mounts, "environ": environ, "resources": resources}
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def to_dict(self) -> dict:
+        return {"image": self.image, "mounts": [str(m) for m in self.mounts], "environ": self.environ,
+                "resources": self.resources}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Settings:
+        """Settings from :meth:`to_dict`; KeyError, TypeError or ValueError if it is not one."""
+        mounts = tuple(Mount(*m.split(":", 1)) for m in data["mounts"])
+        return cls(str(data["image"]), mounts, dict(data["environ"]), dict(data["resources"]))
+
     def describe(self) -> str:
         parts = [self.image]
         parts += [f"-m {m}" for m in self.mounts]
@@ -161,8 +171,7 @@ def save_settings(kernel_id: str, settings: Settings) -> None:
     """Keep ``settings`` for the kernel's next process (a Jupyter restart starts a new one)."""
     path = _settings_path(kernel_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"image": settings.image, "mounts": [str(m) for m in settings.mounts], "environ": settings.environ,
-            "resources": settings.resources}
+    data = settings.to_dict()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # environment values may be secrets
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
@@ -170,9 +179,7 @@ def save_settings(kernel_id: str, settings: Settings) -> None:
 
 def saved_settings(kernel_id: str) -> Settings | None:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        data = json.loads(_settings_path(kernel_id).read_text())
-        mounts = tuple(Mount(*m.split(":", 1)) for m in data["mounts"])
-        return Settings(str(data["image"]), mounts, dict(data["environ"]), dict(data["resources"]))
+        return Settings.from_dict(json.loads(_settings_path(kernel_id).read_text()))
     return None
 
 

@@ -8,10 +8,13 @@ under ``.backend_jupyter/``; the code snippets here load or save them on the rem
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
+from pathlib import Path
 from typing import Any
+
+from . import valuecodec
+from .client import ComputeSession
+from .remote import run_snippet, snippet
 
 REMOTE_DIR = ".backend_jupyter/vars"
 MARKER = "\x1eBACKEND_JUPYTER_VARS\x1e"
@@ -23,62 +26,27 @@ class VariableError(ValueError):
 
 def encode(name: str, value: Any, *, allow_pickle: bool = False) -> tuple[str, bytes]:
     """``(format, data)`` for a local value."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "bytes", bytes(value)
-    module = type(value).__module__.split(".")[0]
-    if module == "numpy" and type(value).__name__ == "ndarray":
-        import numpy as np
-
-        buf = io.BytesIO()
-        try:
-            np.save(buf, value, allow_pickle=False)
-        except ValueError:
-            if not allow_pickle:
-                raise VariableError(f"{name}: a NumPy array of Python objects needs --allow-pickle") from None
-            return "pickle", pickle.dumps(value)
-        return "npy", buf.getvalue()
-    if module == "pandas" and type(value).__name__ == "DataFrame":
-        try:
-            return "pandas", value.to_json(orient="table", date_format="iso").encode()
-        except Exception:
-            return "pandas", value.to_json(orient="split", date_format="iso").encode()
     try:
-        return "json", json.dumps(value, allow_nan=True).encode()
-    except (TypeError, ValueError):
-        pass
-    if allow_pickle:
-        return "pickle", pickle.dumps(value)
-    raise VariableError(f"{name}: a {type(value).__name__} cannot be moved safely "
-                        "(JSON-able values, bytes, NumPy arrays and pandas DataFrames can; "
-                        "use --allow-pickle to send it pickled)")
+        return valuecodec.encode(value, allow_pickle)
+    except ValueError as e:
+        raise VariableError(f"{name}: {e}") from None
+
+
+NEEDS = {"npy": ("numpy", "a NumPy array"), "pandas": ("pandas", "a DataFrame")}
 
 
 def decode(name: str, fmt: str, data: bytes, *, allow_pickle: bool = False) -> Any:
     """A local value from what the remote session saved."""
-    if fmt == "json":
-        return json.loads(data)
-    if fmt == "bytes":
-        return data
-    if fmt == "npy":
-        try:
-            import numpy as np
-        except ImportError:
-            raise VariableError(f"{name}: a NumPy array arrived, but NumPy is not installed here") from None
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    if fmt == "pandas":
-        try:
-            import pandas as pd
-        except ImportError:
-            raise VariableError(f"{name}: a DataFrame arrived, but pandas is not installed here") from None
-        text = data.decode()
-        orient = "table" if '"schema"' in text[:200] else "split"
-        return pd.read_json(io.StringIO(text), orient=orient)
-    if fmt == "pickle":
-        if not allow_pickle:
-            raise VariableError(f"{name}: the remote value is only available pickled; "
-                                "use --allow-pickle to accept it (this unpickles remote data)")
-        return pickle.loads(data)  # noqa: S301 - explicitly allowed by the user
-    raise VariableError(f"{name}: unknown format {fmt!r}")
+    if fmt == "pickle" and not allow_pickle:
+        raise VariableError(f"{name}: the remote value is only available pickled; "
+                            "use --allow-pickle to accept it (this unpickles remote data)")
+    try:
+        return valuecodec.decode(fmt, data)
+    except ImportError:
+        module, what = NEEDS.get(fmt, (fmt, "a value"))
+        raise VariableError(f"{name}: {what} arrived, but {module} is not installed here") from None
+    except ValueError as e:
+        raise VariableError(f"{name}: {e}") from None
 
 
 def human_size(n: int) -> str:
@@ -91,13 +59,13 @@ def human_size(n: int) -> str:
 
 def load_snippet(variables: dict[str, str]) -> str:
     """Remote code that loads uploaded values (``{name: format}``) into the namespace."""
-    return _LOAD.format(spec=json.dumps(variables), dir=json.dumps(REMOTE_DIR + "/in"))
+    return _shipped(f"load(ns, {json.dumps(variables)}, {json.dumps(REMOTE_DIR + '/in')})")
 
 
 def save_snippet(names: list[str], allow_pickle: bool) -> str:
     """Remote code that saves ``names`` and prints ``MARKER + {name: [format, size] | {"error": msg}}``."""
-    return _SAVE.format(names=json.dumps(names), dir=json.dumps(REMOTE_DIR + "/out"),
-                        allow_pickle=allow_pickle, marker=json.dumps(MARKER))
+    return _shipped(f"print({MARKER!r} + json.dumps(save(ns, {json.dumps(names)}, "
+                    f"{json.dumps(REMOTE_DIR + '/out')}, {allow_pickle!r})))")
 
 
 def parse_saved(stdout: str) -> dict[str, Any]:
@@ -106,70 +74,67 @@ def parse_saved(stdout: str) -> dict[str, Any]:
     return json.loads(stdout.split(MARKER, 1)[1].strip().splitlines()[0])
 
 
-_LOAD = """\
-def __bj_load(spec={spec}, base={dir}):
-    import io, json, os, pickle
-    ns = globals()
-    for name, fmt in spec.items():
-        path = os.path.join(base, name + "." + fmt)
-        with open(path, "rb") as f:
-            data = f.read()
-        os.remove(path)
-        if fmt == "json":
-            ns[name] = json.loads(data)
-        elif fmt == "bytes":
-            ns[name] = data
-        elif fmt == "npy":
-            import numpy
-            ns[name] = numpy.load(io.BytesIO(data), allow_pickle=False)
-        elif fmt == "pandas":
-            import pandas
-            text = data.decode()
-            ns[name] = pandas.read_json(io.StringIO(text), orient="table" if '"schema"' in text[:200] else "split")
-        elif fmt == "pickle":
-            ns[name] = pickle.loads(data)
-__bj_load()
-del __bj_load
+def _shipped(call: str) -> str:
+    """Remote code running ``call`` with valuecodec's functions and ``ns``, the user's namespace;
+    it leaves no name behind but the values."""
+    return (f"def __bj_values():\n"
+            f"    scope = {{}}\n"
+            f"    exec({valuecodec.source()!r}, scope)\n"
+            f"    scope['ns'] = globals()\n"
+            f"    exec({call!r}, scope)\n"
+            f"__bj_values()\n"
+            f"del __bj_values\n")
+
+
+# -- values of the kernel's own session (its user's variables are there) -----------------------------
+_SAVE_BODY = """\
+    import os
+    scope = {}
+    exec(params['codec'], scope)
+    base = os.path.join(os.path.expanduser('~'), params['base'])
+    print(marker + json.dumps(scope['save'](ip.user_ns, params['names'], base, params['allow_pickle'])))
 """
 
-_SAVE = """\
-def __bj_save(names={names}, base={dir}, allow_pickle={allow_pickle}, marker={marker}):
-    import io, json, os, pickle
-    os.makedirs(base, exist_ok=True)
-    ns = globals()
-    report = {{}}
-    for name in names:
-        if name not in ns:
-            report[name] = {{"error": "not defined in the remote session"}}
-            continue
-        value = ns[name]
-        kind = type(value).__module__.split(".")[0] + "." + type(value).__name__
-        fmt = data = None
-        try:
-            if isinstance(value, (bytes, bytearray)):
-                fmt, data = "bytes", bytes(value)
-            elif kind == "numpy.ndarray":
-                import numpy
-                buf = io.BytesIO()
-                numpy.save(buf, value, allow_pickle=False)
-                fmt, data = "npy", buf.getvalue()
-            elif kind == "pandas.DataFrame":
-                try:
-                    fmt, data = "pandas", value.to_json(orient="table", date_format="iso").encode()
-                except Exception:
-                    fmt, data = "pandas", value.to_json(orient="split", date_format="iso").encode()
-            else:
-                fmt, data = "json", json.dumps(value, allow_nan=True).encode()
-        except (TypeError, ValueError):
-            if allow_pickle:
-                fmt, data = "pickle", pickle.dumps(value)
-            else:
-                report[name] = {{"error": "a " + type(value).__name__ + " cannot be moved safely (use --allow-pickle)"}}
-                continue
-        with open(os.path.join(base, name + "." + fmt), "wb") as f:
-            f.write(data)
-        report[name] = [fmt, len(data)]
-    print(marker + json.dumps(report))
-__bj_save()
-del __bj_save
+_LAND_BODY = """\
+    import os, shutil
+    scope = {}
+    exec(params['codec'], scope)
+    base = os.path.join(os.path.expanduser('~'), params['base'])
+    try:
+        scope['land'](ip.user_ns, params['order'], base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(marker + json.dumps('ok'))
 """
+
+
+async def export_from_session(session: ComputeSession, names: list[str], allow_pickle: bool,
+                              dest: Path) -> dict[str, str]:
+    """Save the session's variables ``names`` (invisibly) and download them into ``dest``:
+    ``{name: format}``; VariableError naming the first that cannot be moved."""
+    base = f"{REMOTE_DIR}/out"
+    report = await run_snippet(session, snippet(_SAVE_BODY, {"codec": valuecodec.source(), "names": names,
+                                                             "base": base, "allow_pickle": allow_pickle}))
+    if not isinstance(report, dict):
+        raise VariableError(f"the session {session.name} did not report the values")
+    formats = {}
+    for name in names:
+        entry = report.get(name)
+        if not isinstance(entry, list):
+            raise VariableError(f"{name}: {(entry or {}).get('error', 'not saved')}")
+        formats[name] = entry[0]
+    await session.download([f"{base}/{name}.{fmt}" for name, fmt in formats.items()], dest=dest)
+    return formats
+
+
+async def import_into_session(session: ComputeSession, order: dict, base: Path) -> None:
+    """Upload the files of a valuecodec ``land`` order (relative to ``base``) and carry it out in
+    the session's namespace, invisibly."""
+    files = list(order.get("vars", {}).values()) + [f for row in order.get("rows", []) for f in row["values"].values()]
+    there = f"{REMOTE_DIR}/landing"
+    if files:
+        await session.upload(files, basedir=base, dest=there)
+    answer = await run_snippet(session, snippet(_LAND_BODY, {"codec": valuecodec.source(), "order": order,
+                                                             "base": there}))
+    if answer != "ok":
+        raise VariableError(f"the values could not be set in the session {session.name}")

@@ -15,7 +15,6 @@ from backend_jupyter import jobs
 from backend_jupyter.client import APIClient
 from backend_jupyter.config import Config
 from backend_jupyter.journal import Journal
-from backend_jupyter.managed import Settings
 
 
 async def main(journal_dir: str, mode: str, code: str = "", params: str = "{}") -> str:
@@ -24,7 +23,8 @@ async def main(journal_dir: str, mode: str, code: str = "", params: str = "{}") 
         raise SystemExit("another process follows this job")
     async with APIClient(Config.from_env()) as api:
         if mode == "start":
-            await jobs.start(api, journal, Settings(), code=code, params=json.loads(params))
+            journal.update(code=code, params=json.loads(params))
+            await jobs.start(api, journal)
         return await jobs.follow(api, journal, poll=0.2)
 
 

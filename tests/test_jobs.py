@@ -18,7 +18,6 @@ from backend_jupyter import jobs
 from backend_jupyter.client import APIClient, ComputeSession
 from backend_jupyter.config import Config
 from backend_jupyter.journal import JobInfo, Journal
-from backend_jupyter.managed import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBERED = ("import time\nfrom IPython.display import display, HTML\nfor i in range(n):\n    print(i)\n"
@@ -33,7 +32,8 @@ async def started_job(api: APIClient, tmp_path: Path, name: str, code: str) -> J
     """A job started and led by this process (its follower)."""
     journal = new_journal(tmp_path, name, api.endpoint)
     assert journal.lead()
-    await jobs.start(api, journal, Settings(), code=code, params={})
+    journal.update(code=code)
+    await jobs.start(api, journal)
     return journal
 
 
@@ -78,7 +78,7 @@ def test_a_job_outlives_its_follower_and_loses_nothing(server, tmp_path):
     assert [r["k"] for r in records if r["k"] != "stdout"] == ["display", "error", "end"]
     assert records[-3]["data"]["text/html"] == "<b>done</b>"
     assert (records[-2]["ename"], records[-2]["evalue"]) == ("ZeroDivisionError", "division by zero")
-    assert records[-1] == {"k": "end", "status": "failed"}
+    assert records[-1] == {"k": "end", "status": "failed", "vars": {"i": ["json", 2]}}  # n is a parameter
     info = journal.info()
     assert info.status == "failed" and info.started and info.ended >= info.started
     assert not session_exists(env, info.session)  # all of its output is in the journal: the session went
@@ -236,6 +236,82 @@ def test_magics_run_a_job_in_the_background(server, tmp_path):
         assert ipy.execute("%backend_jobs").stream().splitlines()[1].split()[:2] == ["m1", "finished"]
         missing = ipy.execute("%backend_job output nope")
         assert missing.status == "error" and "No job named 'nope'" in missing.reply["content"]["evalue"]
+    finally:
+        ipy.shutdown()
+
+
+# -- variables: -i into a job, -o and a sweep's table back -----------------------------------------
+
+def most_at_once(journals: list[Journal]) -> int:
+    """How many of these jobs ran at the same time, at most (from their start and end times)."""
+    spans = [(j.info().started, j.info().ended) for j in journals]
+    return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+
+
+def test_kernel_job_variables_in_and_out_and_a_sweep_table(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    driver = KernelDriver(kernel_env(server, tmp_path), cwd=tmp_path)
+    try:
+        assert driver.execute("x = 7\nsecret = object()").status == "ok"  # in the kernel's own session
+        submit = driver.execute("%%backend_run --bg --name v1 -i x -o big\nimport numpy\n"
+                                "big = numpy.arange(100_000) * x\ny = {'twice': x * 2}\nhuge = list(range(100_000))",
+                                timeout=60)
+        assert submit.status == "ok", submit.reply["content"]
+        waited = driver.execute("%backend_job wait v1 -o y -o big -o huge -o nope", timeout=60)
+        assert waited.status == "ok", waited.reply["content"]
+        assert waited.stream().splitlines()[1] == "y (13 B), big (800.1 kB) set."
+        assert waited.stream("stderr").splitlines() == [
+            "-o huge: v1 did not keep it (a job keeps what --bg -o names, and its small JSON-able variables)",
+            "-o nope: v1 did not keep it (a job keeps what --bg -o names, and its small JSON-able variables)"]
+        check = driver.execute("print(y, int(big.sum()), big.dtype, 'huge' in dir())")
+        assert check.stream() == f"{{'twice': 14}} {7 * sum(range(100_000))} int64 False\n"
+
+        refused = driver.execute("%%backend_run --bg --name v2 -i secret\nprint(secret)")
+        assert refused.status == "error" and "-i secret: a object cannot be moved safely" in \
+            refused.reply["content"]["evalue"]
+
+        sweep = driver.execute("%%backend_run --bg --name sw --sweep lr=0.1,0.01 --sweep depth=2,4 --parallel 2\n"
+                               "import time\ntime.sleep(0.5)\nacc = lr * depth", timeout=60)
+        assert sweep.status == "ok"
+        table = driver.execute("%backend_job wait sw -o acc", timeout=120)
+        assert table.stream().splitlines()[-2:] == ["sw_results: 4 rows (job, lr, depth, status, acc)",
+                                                    "The 4 jobs of sw finished."]
+        rows = driver.execute("print(type(sw_results).__name__, sw_results.to_dict('records'))").stream()
+        assert rows == ("DataFrame [" + ", ".join(
+            f"{{'job': 'sw-{i}', 'lr': {lr}, 'depth': {d}, 'status': 'finished', 'acc': {lr * d}}}"
+            for i, (lr, d) in enumerate(((0.1, 2), (0.1, 4), (0.01, 2), (0.01, 4)), 1)) + "]\n")
+        jobs_dir = tmp_path / "jupyter-data" / "backend_jupyter" / "jobs"
+        assert most_at_once([Journal(jobs_dir / f"sw-{i}") for i in range(1, 5)]) == 2
+    finally:
+        driver.shutdown()
+
+
+def test_magics_job_variables_and_a_sweep_dataframe(server, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    ipy = KernelDriver(kernel_env(server, tmp_path), kernel_name="python3", cwd=tmp_path)
+    try:
+        assert ipy.execute("%load_ext backend_jupyter\nimport numpy\nweights = numpy.ones(3) / 2").status == "ok"
+        submit = ipy.execute("%%backend_run --bg --name sw --sweep lr=0.1,0.2,0.3,0.4 --parallel 2 -i weights\n"
+                             "import time\ntime.sleep(0.5)\nloss = float((weights * lr).sum())\nprint(loss)",
+                             timeout=60)
+        assert submit.status == "ok", submit.reply["content"]
+        waited = ipy.execute("%backend_job wait sw -o loss --into results", timeout=120)
+        assert waited.status == "ok", waited.reply["content"]
+        rows = ipy.execute("print(type(results).__name__, results[['job', 'lr', 'loss']].values.tolist())").stream()
+        assert rows == ("DataFrame [['sw-1', 0.1, 0.15000000000000002], ['sw-2', 0.2, 0.30000000000000004], "
+                        "['sw-3', 0.3, 0.44999999999999996], ['sw-4', 0.4, 0.6000000000000001]]\n")
+        jobs_dir = tmp_path / "jupyter-data" / "backend_jupyter" / "jobs"
+        assert most_at_once([Journal(jobs_dir / f"sw-{i}") for i in range(1, 5)]) == 2
+        # One job of a sweep failing: the table still comes, with its status, then its error.
+        ipy.execute("%%backend_run --bg --name half --sweep k=1,0\nq = 1 / k", timeout=60)
+        failed = ipy.execute("%backend_job wait half -o q", timeout=120)
+        assert failed.status == "error" and failed.reply["content"]["ename"] == "RemoteError"
+        assert failed.reply["content"]["evalue"].startswith("ZeroDivisionError: division by zero")
+        assert "1 of 2 jobs of half did not finish: half-2 failed" in failed.stream("stderr")
+        assert ipy.execute("print(half_results[['k', 'status', 'q']].values.tolist())").stream() == \
+            "[[1, 'finished', 1.0], [0, 'failed', nan]]\n"  # missing: NaN, as pandas has it
     finally:
         ipy.shutdown()
 

@@ -802,25 +802,37 @@ def test_a_job_outlives_its_killed_follower_on_the_real_manager(manager_stack, t
 
 
 def test_a_sweep_of_jobs_on_the_real_manager(manager_stack, tmp_path):
-    """Twin of test_jobs.py's sweep: two jobs at once, each with its parameter, each to its end,
-    their sessions gone."""
+    """Twin of test_jobs.py's sweeps: two jobs at once, each with its parameter and an input
+    value, each to its end, the variables they kept brought back, their sessions gone."""
+    from backend_jupyter import valuecodec
     from backend_jupyter.jobs import Board, job_session_name
     from backend_jupyter.journal import JobInfo
     from backend_jupyter.managed import Settings
 
     base = unique("sweep")
     infos = [JobInfo(name=f"{base}-{i}", session=job_session_name(f"{base}-{i}"), endpoint=manager_stack.endpoint,
-                     code="import time\ntime.sleep(1)\nprint(lr * 10)", params={"lr": lr}, sweep=base)
+                     code="import time\ntime.sleep(1)\nacc = lr * w\nprint(acc)", params={"lr": lr}, sweep=base,
+                     settings=Settings(manager_stack.image_alias).to_dict(), inputs={"w": "json"})
              for i, lr in enumerate((0.1, 0.2), 1)]
 
     async def sweep():
         async with APIClient(config(manager_stack)) as api:
             board = Board(tmp_path / "jobs")
-            journals = board.submit(api, infos, Settings(manager_stack.image_alias), parallel=2)
+            staging = tmp_path / "inputs"  # -i w: uploaded into each job's session when it starts
+            staging.mkdir()
+            (staging / "w.json").write_text("10")
+            journals = board.submit(api, infos, parallel=2, inputs=staging)
             await asyncio.wait_for(asyncio.gather(*board.tasks.values()), CREATE_TIMEOUT * 2 + 60)
             return [(j.info().status, "".join(r.get("text", "") for r in j.records())) for j in journals]
 
     assert arun(sweep()) == [("finished", "1.0\n"), ("finished", "2.0\n")]
+    # what %backend_job wait -o builds from the variables each job kept (downloaded from its session)
+    rows = [{"columns": {"job": i.name, "lr": i.params["lr"]}, "values": {"acc": f"{i.name}/vars/acc.json"}}
+            for i in infos]
+    ns = {}
+    valuecodec.land(ns, {"table": "t", "rows": rows}, str(tmp_path / "jobs"))
+    assert ns["t"].to_dict("records") == [{"job": infos[0].name, "lr": 0.1, "acc": 1.0},
+                                          {"job": infos[1].name, "lr": 0.2, "acc": 2.0}]
     for info in infos:
         wait_terminated(manager_stack, info.session)
 
