@@ -1,7 +1,9 @@
-"""A background job's own process, in its session: ``python DIR/runner.py`` (see jobs.py).
+"""A background job's own process, in its session (see jobs.py).
 
-This file is shipped as source, with valuecodec.py beside it, into the job's directory in the
-session, and run there by the session's own interpreter; it imports nothing of the package.  It
+This file is shipped as source, with valuecodec.py beside it, into the job's directory ``DIR`` in
+the session, and run there as ``__main__`` in a process forked from the session's kernel (so
+IPython is imported already: a job starts in milliseconds, not the half second of a new
+interpreter), ``DIR`` first on ``sys.path``; it imports nothing of the package.  It
 runs ``DIR/cell.py`` in a fresh IPython shell (plain ``exec`` where the image has no IPython),
 with the job's inputs (``-i``) and sweep values set first (``DIR/spec.json``), and appends every
 output record to ``DIR/output.jsonl``: ``{"k": "stdout"|"stderr", "text"}``, ``{"k": "display",
@@ -26,7 +28,7 @@ import json  # noqa: E402 - after the cancel handler
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from valuecodec import keep_small, load, save  # noqa: E402 - beside this file, on sys.path[0]
+from valuecodec import keep_small, load, save  # noqa: E402 - beside this file, sys.path[0]
 
 del sys.path[0]  # the job's own imports do not see the job's directory
 DIR = os.path.dirname(os.path.abspath(__file__))
@@ -111,6 +113,7 @@ def ipython_shell(journal):
 
     config = Config()
     config.HistoryManager.enabled = False  # no history database in the session's profile
+    InteractiveShell.clear_instance()  # forked from the session's kernel: a shell of its own
     shell = InteractiveShell.instance(config=config, display_pub_class=Publisher)
     shell.job_errors = []
 

@@ -47,7 +47,7 @@ def shipped(module: str) -> str:
 
 
 _START_BODY = """\
-    import os, shutil, subprocess, sys
+    import os, shutil, sys
     d = os.path.join(os.path.expanduser('~'), params['dir'], params['name'])
     os.makedirs(d, exist_ok=True)
     for name, text in params['files'].items():
@@ -57,12 +57,40 @@ _START_BODY = """\
         shutil.rmtree(os.path.join(d, 'in'), ignore_errors=True)
         os.replace(os.path.join(os.path.expanduser('~'), params['inputs']), os.path.join(d, 'in'))
     open(os.path.join(d, 'output.jsonl'), 'ab').close()
-    log = open(os.path.join(d, 'runner.log'), 'ab')
-    p = subprocess.Popen([sys.executable, os.path.join(d, 'runner.py')], stdin=subprocess.DEVNULL, stdout=log,
-                         stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
+    log = os.open(os.path.join(d, 'runner.log'), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)  # "multi-threaded": the child uses none of them
+        pid = os.fork()
+    if pid == 0:  # the job's process: this interpreter, IPython imported already, without the kernel
+        code = 1
+        try:
+            import gc, runpy
+            gc.freeze()  # what the kernel left is never collected here (its sockets are not this process's)
+            os.setsid()
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            import io  # IPython's own open() refuses fd 2
+            sys.stdout = sys.stderr = io.open(2, 'w', buffering=1, closefd=False)  # not the kernel's streams
+            for fd in [int(f) for f in os.listdir('/proc/self/fd')]:
+                if fd > 2:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            sys.path.insert(0, d)
+            runpy.run_path(os.path.join(d, 'runner.py'), run_name='__main__')
+            code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()  # into runner.log
+        finally:
+            os._exit(code)  # nothing of the kernel's to clean up: its atexit would talk to its sockets
+    os.close(log)
     with open(os.path.join(d, 'pid'), 'w') as f:
-        f.write(str(p.pid))
-    print(marker + json.dumps({'pid': p.pid}))
+        f.write(str(pid))
+    print(marker + json.dumps({'pid': pid}))
 """
 
 _READ_BODY = """\

@@ -29,16 +29,20 @@ def submit_and_sweep(server: Server, workdir: Path, submits: int, sweep: int) ->
     with driver:
         driver.run_ok("None", timeout=120)
         times = [driver.run_ok(f"%%backend_run --bg --name bench-{i}\npass", timeout=60).seconds for i in range(submits)]
+        for i in range(submits):  # their sessions gone before the sweep starts: it has the machine
+            driver.run_ok(f"%backend_job wait bench-{i}", timeout=120)
         t0 = time.perf_counter()
         values = ",".join(str(i) for i in range(1, sweep + 1))
         driver.run_ok(f"%%backend_run --bg --name sweep --sweep i={values} --parallel {sweep}\nimport time\n"
                       "time.sleep(2)", timeout=60)
-        for i in range(1, sweep + 1):
-            driver.run_ok(f"%backend_job wait sweep-{i}", timeout=120)
+        driver.run_ok("%backend_job wait sweep", timeout=120)
         sweep_s = time.perf_counter() - t0
-        for i in range(submits):
-            driver.run_ok(f"%backend_job wait bench-{i}", timeout=120)
-    return {"submit": summarize(times, samples=True), "sweep_s": round(sweep_s, 2), "sweep_jobs": sweep}
+        root = Path(workdir) / "jobs-data" / "backend_jupyter" / "jobs"
+        timeline = [Journal(root / f"sweep-{i}").info() for i in range(1, sweep + 1)]
+        phases = {"to_started": summarize([i.started - i.created for i in timeline]),
+                  "to_ended": summarize([i.ended - i.started for i in timeline])}
+    return {"submit": summarize(times, samples=True), "sweep_s": round(sweep_s, 2), "sweep_jobs": sweep,
+            "sweep_phases": phases}
 
 
 def journal_throughput(mb: int = JOURNAL_MB) -> dict:
