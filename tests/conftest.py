@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -17,6 +18,13 @@ import pytest
 from tests.signed_http import SignedClient
 
 HERE = Path(__file__).parent
+
+
+def is_forkserver(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        cmdline = " ".join(proc.cmdline())
+        return "multiprocessing.forkserver" in cmdline or "multiprocessing.resource_tracker" in cmdline
+    return False
 
 
 @dataclass
@@ -53,8 +61,12 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def kernel_processes(self) -> list[psutil.Process]:
+        """The server's descendants but its forkserver and that one's resource tracker (one each
+        per server, started with it: server/forking.py), which are not sessions' processes."""
         try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
+            server = psutil.Process(self.proc.pid)
+            helpers = [p for p in server.children() if is_forkserver(p)]
+            return [p for p in server.children(recursive=True) if p not in helpers]
         except psutil.NoSuchProcess:
             return []
 

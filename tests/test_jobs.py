@@ -7,6 +7,7 @@ tests/manager/test_real_manager.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -126,6 +127,19 @@ def kernel_env(server, tmp_path: Path) -> dict:
     return {**server.env(), "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")}  # the journals go there
 
 
+@contextlib.contextmanager
+def ipython_with_magics(server, tmp_path: Path, setup: str = ""):
+    """A local IPython kernel with the extension loaded (and ``setup`` run), shut down after."""
+    from tests.kernel_driver import KernelDriver
+
+    ipy = KernelDriver(kernel_env(server, tmp_path), kernel_name="python3", cwd=tmp_path)
+    try:
+        assert ipy.execute("%load_ext backend_jupyter\n" + setup).status == "ok"
+        yield ipy
+    finally:
+        ipy.shutdown()
+
+
 def test_kernel_jobs_return_at_once_and_are_followed(server, tmp_path):
     from tests.kernel_driver import KernelDriver
 
@@ -223,11 +237,7 @@ def test_a_kernel_killed_mid_job_then_a_new_kernel_replays_and_follows(server, t
 
 
 def test_magics_run_a_job_in_the_background(server, tmp_path):
-    from tests.kernel_driver import KernelDriver
-
-    ipy = KernelDriver(kernel_env(server, tmp_path), kernel_name="python3", cwd=tmp_path)
-    try:
-        assert ipy.execute("%load_ext backend_jupyter").status == "ok"
+    with ipython_with_magics(server, tmp_path) as ipy:
         submit = ipy.execute("%%backend_run --bg --name m1 -e GREETING=hi\nimport os\nprint(os.environ['GREETING'])",
                              timeout=60)
         assert submit.status == "ok" and "Job m1: starting on session job-m1." in submit.stream()
@@ -236,8 +246,6 @@ def test_magics_run_a_job_in_the_background(server, tmp_path):
         assert ipy.execute("%backend_jobs").stream().splitlines()[1].split()[:2] == ["m1", "finished"]
         missing = ipy.execute("%backend_job output nope")
         assert missing.status == "error" and "No job named 'nope'" in missing.reply["content"]["evalue"]
-    finally:
-        ipy.shutdown()
 
 
 # -- variables: -i into a job, -o and a sweep's table back -----------------------------------------
@@ -288,11 +296,7 @@ def test_kernel_job_variables_in_and_out_and_a_sweep_table(server, tmp_path):
 
 
 def test_magics_job_variables_and_a_sweep_dataframe(server, tmp_path):
-    from tests.kernel_driver import KernelDriver
-
-    ipy = KernelDriver(kernel_env(server, tmp_path), kernel_name="python3", cwd=tmp_path)
-    try:
-        assert ipy.execute("%load_ext backend_jupyter\nimport numpy\nweights = numpy.ones(3) / 2").status == "ok"
+    with ipython_with_magics(server, tmp_path, "import numpy\nweights = numpy.ones(3) / 2") as ipy:
         submit = ipy.execute("%%backend_run --bg --name sw --sweep lr=0.1,0.2,0.3,0.4 --parallel 2 -i weights\n"
                              "import time\ntime.sleep(0.5)\nloss = float((weights * lr).sum())\nprint(loss)",
                              timeout=60)
@@ -312,8 +316,6 @@ def test_magics_job_variables_and_a_sweep_dataframe(server, tmp_path):
         assert "1 of 2 jobs of half did not finish: half-2 failed" in failed.stream("stderr")
         assert ipy.execute("print(half_results[['k', 'status', 'q']].values.tolist())").stream() == \
             "[[1, 'finished', 1.0], [0, 'failed', nan]]\n"  # missing: NaN, as pandas has it
-    finally:
-        ipy.shutdown()
 
 
 # -- the live panel ----------------------------------------------------------------------------------
@@ -380,16 +382,10 @@ def test_jobs_watch_shows_a_new_live_panel(server, tmp_path):
 
 
 def test_the_magics_panel_updates_after_its_cell_ended(server, tmp_path):
-    from tests.kernel_driver import KernelDriver
-
-    ipy = KernelDriver(kernel_env(server, tmp_path), kernel_name="python3", cwd=tmp_path)
-    try:
-        assert ipy.execute("%load_ext backend_jupyter").status == "ok"
+    with ipython_with_magics(server, tmp_path) as ipy:
         submit = ipy.execute("%%backend_run --bg --name mp\nimport time\nfor i in range(5):\n    print(i, flush=True)\n"
                              "    time.sleep(0.4)", timeout=60)
         assert submit.status == "ok"
         assert ipy.execute("print('meanwhile')").stream() == "meanwhile\n"
         updates = panel_updates_after(ipy, submit)
         assert updates[-1]["text/plain"].split()[:2] == ["mp", "finished"]
-    finally:
-        ipy.shutdown()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import forking
 from .keys import KeyStore
 from .middleware import MIDDLEWARES
 from .params import MAX_JSON_BODY
@@ -65,7 +66,9 @@ def make_app(settings: ServerSettings) -> web.Application:
 async def _sessions_lifetime(app: web.Application) -> AsyncIterator[None]:
     """The reaper runs while the server does; at cleanup it stops, then every session is destroyed."""
     reaper = asyncio.create_task(_reap(app))
+    warming = asyncio.create_task(asyncio.to_thread(forking.warm))  # the first session need not wait for it
     yield
+    warming.cancel()
     reaper.cancel()
     with contextlib.suppress(BaseException):
         await reaper

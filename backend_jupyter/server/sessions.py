@@ -33,7 +33,8 @@ from .errors import (
     ServiceUnavailable,
     SessionAlreadyExists,
 )
-from .images import SPEC_MANAGER, image_kernel
+from .forking import ForkProvisioner
+from .images import OWN_PYTHON, SPEC_MANAGER, image_kernel
 from .records import message_record
 from .runs import Run, Runs
 from .stats import ProcessStats
@@ -87,6 +88,10 @@ class LocalKernel:
     async def start(self, cwd: Path, env: dict[str, str], log_file: IO[bytes]) -> None:
         """Start the kernel in ``cwd``, its output to ``log_file``, and listen on its channels."""
         self.km = AsyncKernelManager(kernel_name=self.kernel_name, kernel_spec_manager=SPEC_MANAGER)
+        if self.kernel_name == OWN_PYTHON:  # forked from a process with ipykernel imported (forking.py)
+            self.km.kernel_id = str(uuid.uuid4())
+            self.km.provisioner = ForkProvisioner(kernel_id=self.km.kernel_id, kernel_spec=self.km.kernel_spec,
+                                                  provisioner_config={}, parent=self.km)
         await self.km.start_kernel(cwd=str(cwd), env=env, stdout=log_file, stderr=log_file)
         self.kc = self.km.client()
         self.kc.start_channels()
