@@ -765,16 +765,23 @@ async def _sweep_table(host: Host, args, group: list[Journal], infos: list[JobIn
 
 
 async def job_cancel(host: Host, args) -> None:
-    journal = _journal(args.name, host.board)
+    """Cancel a job, or every job of a sweep (those waiting their turn first, so none takes it)."""
+    group = _group(args.name, host.board)
     api = await host.client()
-    if journal.info().status in ENDED:
-        host.emit(Say(f"Job {args.name} has ended already ({journal.info().status})."))
-        return
     host.board.adopt(api)
+    group.sort(key=lambda journal: journal.name not in host.board.waiting)
+    await asyncio.gather(*(_cancel(host, api, journal) for journal in group))
+
+
+async def _cancel(host: Host, api: APIClient, journal: Journal) -> None:
+    name = journal.name
+    if journal.info().status in ENDED:
+        host.emit(Say(f"Job {name} has ended already ({journal.info().status})."))
+        return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_SECONDS
-    if args.name in host.board.waiting:  # still waiting its turn: it never starts
-        host.board.tasks[args.name].cancel()
+    if name in host.board.waiting:  # still waiting its turn: it never starts
+        host.board.tasks[name].cancel()
         journal.update(status="cancelled", ended=time.time())
     else:
         while journal.info().pid is None and journal.info().status not in ENDED and loop.time() < deadline:
@@ -783,8 +790,8 @@ async def job_cancel(host: Host, args) -> None:
             await jobs.cancel(api, journal)
     while journal.info().status not in ENDED and loop.time() < deadline:
         await asyncio.sleep(WATCH_SECONDS)
-    await _settled(host, args.name)
-    host.emit(Say(f"Job {args.name}: {journal.info().status}."))
+    await _settled(host, name)
+    host.emit(Say(f"Job {name}: {journal.info().status}."))
 
 
 async def _settled(host: Host, name: str) -> None:

@@ -89,7 +89,8 @@ def _job(p: argparse.ArgumentParser) -> None:
     wait.add_argument("--into", default=None, metavar="VAR",
                       help="for a sweep: the variable that gets its table (default: NAME_results)")
     wait.add_argument("--allow-pickle", action="store_true", help="accept values the job kept pickled")
-    sub.add_parser("cancel", help="stop a job; its session goes").add_argument("name", metavar="NAME")
+    sub.add_parser("cancel", help="stop a job (or every job of a sweep); its session goes").add_argument(
+        "name", metavar="NAME", help="a job, or a sweep (--name of a --sweep)")
     sub.add_parser("clean", help="forget the jobs that have ended")
 
 

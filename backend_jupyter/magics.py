@@ -33,7 +33,6 @@ from .variables import (
     REMOTE_DIR,
     VariableError,
     decode,
-    encode,
     human_size,
     load_snippet,
     parse_saved,
@@ -128,20 +127,12 @@ class BackendMagics(Magics):
             raise_for(outcome)
 
     def _send_variables(self, managed: ManagedSession, names: list[str], allow_pickle: bool) -> None:
-        formats = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for name in names:
-                if name not in self.shell.user_ns:
-                    raise UsageError(f"-i {name}: no such local variable")
-                try:
-                    fmt, data = encode(name, self.shell.user_ns[name], allow_pickle=allow_pickle)
-                except VariableError as e:
-                    raise UsageError(str(e)) from None
-                path = Path(tmp, REMOTE_DIR, "in", f"{name}.{fmt}")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-                formats[name] = fmt
-                print(f"-i {name}: {fmt}, {human_size(len(data))}", file=sys.stderr)
+            staging = Path(tmp, REMOTE_DIR, "in")
+            staging.mkdir(parents=True)
+            formats = self.console.call(self.console.export_values(names, allow_pickle, staging))
+            for name, fmt in formats.items():
+                print(f"-i {name}: {fmt}, {human_size((staging / f'{name}.{fmt}').stat().st_size)}", file=sys.stderr)
             files = [str(Path(REMOTE_DIR, "in", f"{n}.{f}")) for n, f in formats.items()]
             self.console.call(managed.session.upload(files, basedir=tmp))
         outcome, _ = self.console.run(managed, load_snippet(formats), show=False)

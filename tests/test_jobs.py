@@ -174,9 +174,13 @@ def test_kernel_jobs_return_at_once_and_are_followed(server, tmp_path):
         assert long.status == "ok"
         cancelled = driver.execute("%backend_job cancel k3", timeout=60)
         assert cancelled.stream() == "Job k3: cancelled.\n"
-        for name in ("k1", "k2", "sw-1", "sw-4", "k3"):
+        # a sweep at once: the ones waiting their turn never start, the running one is stopped
+        driver.execute("%%backend_run --bg --name cs --sweep k=1,2,3 --parallel 1\nimport time\ntime.sleep(60)")
+        cancelled = driver.execute("%backend_job cancel cs", timeout=60)
+        assert sorted(cancelled.stream().splitlines()) == [f"Job cs-{k}: cancelled." for k in (1, 2, 3)]
+        for name in ("k1", "k2", "sw-1", "sw-4", "k3", "cs-1", "cs-2", "cs-3"):
             assert not session_exists(server.env(), f"job-{name}"), name
-        assert driver.execute("%backend_job clean").stream() == "Forgot 7 ended jobs.\n"
+        assert driver.execute("%backend_job clean").stream() == "Forgot 10 ended jobs.\n"
         assert driver.execute("%backend_jobs").stream() == "No jobs. Start one with %%backend_run --bg.\n"
     finally:
         driver.shutdown()
