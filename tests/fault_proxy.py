@@ -1,7 +1,8 @@
 """A real HTTP proxy on 127.0.0.1 that injects faults in front of a real server.
 
 It forwards requests unchanged (Host header included, so signatures still verify) and can, for the
-next N matching requests, answer an error status instead, or stall before answering.  It records
+next N matching requests, answer an error status instead, stall before answering, or forward only
+the first bytes of the body and then drop the client's connection (a transfer broken midway).  It records
 every request it saw (method, path, JSON body) for assertions.
 """
 
@@ -23,6 +24,7 @@ class Fault:
     delay: float = 0.0  # stall this long before forwarding
     match: str = ""  # only requests whose "METHOD path" contains this
     skip: int = 0  # let this many matching requests through first
+    cut: int | None = None  # forward only this many bytes of the body, then drop the client's connection
 
 
 @dataclass
@@ -71,8 +73,8 @@ class FaultProxy:
         self._thread.join(10)
 
     def inject(self, count: int = 1, *, status: int | None = None, delay: float = 0.0, match: str = "",
-               skip: int = 0) -> None:
-        self.faults.append(Fault(count, status, delay, match, skip))
+               skip: int = 0, cut: int | None = None) -> None:
+        self.faults.append(Fault(count, status, delay, match, skip, cut))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -90,6 +92,14 @@ class FaultProxy:
                 fault.count -= 1
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
+                if fault.cut is not None:  # the server gets part of the body; the client, a broken connection
+                    headers = {k: v for k, v in request.headers.items()
+                               if k.lower() not in ("content-length", "transfer-encoding")}
+                    async with self._http.request(request.method, self.upstream + request.path_qs,
+                                                  data=body[:fault.cut], headers=headers) as up:
+                        await up.read()
+                    request.transport.abort()
+                    return web.Response(status=500)
                 if fault.status:
                     return web.json_response(
                         {"type": "https://api.backend.ai/probs/service-unavailable", "title": "Injected fault.",

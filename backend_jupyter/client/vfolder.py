@@ -7,18 +7,21 @@ v6.20200815, then ``request-upload`` (a tus upload to the returned URL) and ``re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from yarl import URL
 
 from .api import APIClient, upload_form
-from .errors import BackendError, VFolderNotFound, error_from_response
+from .errors import BackendError, NotSupported, VFolderNotFound, error_from_response
 
 TUS_CHUNK = 8 * 1024 * 1024
+TUS_RETRIES = 5  # broken connections in a row, each resumed from the server's offset
 TRANSFER_V6 = (6, "20200815")
 ID_KEYED = (8, "20240315")
 
@@ -107,31 +110,103 @@ class VFolder:
             entries.append((local, f"{dest.rstrip('/')}/{remote}" if dest else remote))
         if self.client.version >= TRANSFER_V6:
             for local, remote in entries:
-                await self._tus_upload(local, remote)
+                await self.upload_file(local, remote)
         else:
             await self.client.request("POST", await self._path("/upload"), form=upload_form(entries),
                                       idempotent=True, expect="none")
         return [remote for _, remote in entries]
 
-    async def _tus_upload(self, local: Path, remote: str) -> None:
+    async def upload_file(self, local: Path, remote: str, progress: Callable[[int], None] | None = None) -> None:
+        """Upload ``local`` as ``remote`` (multipart before API v6.20200815), with tus, PATCH by PATCH from the server's offset.  A
+        connection broken mid-upload is resumed: the server is asked its offset (HEAD) and the
+        upload goes on from there (up to TUS_RETRIES times in a row without progress)."""
         size = local.stat().st_size
+        if self.client.version < TRANSFER_V6:
+            await self.client.request("POST", await self._path("/upload"), form=upload_form([(local, remote)]),
+                                      idempotent=True, expect="none")
+            if progress is not None:
+                progress(size)
+            return
         grant = await self.client.request("POST", await self._path("/request-upload"),
                                           json={"path": remote, "size": size}, idempotent=True)
         url = URL(grant["url"]).with_query({"token": grant["token"]})
         headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
-        offset = 0
+        offset, failures = 0, 0
         with open(local, "rb") as f:
             while offset < size:
                 f.seek(offset)
                 chunk = f.read(TUS_CHUNK)
-                async with self.client.http.patch(url, data=chunk, ssl=self.client.ssl,
-                                                  headers={**headers, "Upload-Offset": str(offset)}) as resp:
-                    if resp.status not in (200, 204):
-                        raise TransferFailed(f"Uploading {remote!r} failed at byte {offset} (HTTP {resp.status})")
-                    new_offset = int(resp.headers.get("Upload-Offset", offset + len(chunk)))
-                if new_offset <= offset:
+                try:
+                    async with self.client.http.patch(url, data=chunk, ssl=self.client.ssl,
+                                                      headers={**headers, "Upload-Offset": str(offset)}) as resp:
+                        if resp.status == 409:  # our offset is not the server's: take its own
+                            new_offset = await self._tus_offset(url, remote)
+                        elif resp.status not in (200, 204):
+                            raise TransferFailed(f"Uploading {remote!r} failed at byte {offset} (HTTP {resp.status})")
+                        else:
+                            new_offset = int(resp.headers.get("Upload-Offset", offset + len(chunk)))
+                except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+                    failures += 1
+                    if failures > TUS_RETRIES:
+                        raise TransferFailed(f"Uploading {remote!r} broke off at byte {offset}: {e}") from None
+                    await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
+                    new_offset = await self._tus_offset(url, remote)
+                if new_offset > offset:
+                    failures = 0
+                    if progress is not None:
+                        progress(new_offset - offset)
+                elif new_offset < offset or failures == 0:
                     raise TransferFailed(f"Uploading {remote!r} made no progress at byte {offset}")
                 offset = new_offset
+
+    async def _tus_offset(self, url: URL, remote: str) -> int:
+        """The server's offset of an upload (tus HEAD)."""
+        async with self.client.http.head(url, ssl=self.client.ssl, headers={"Tus-Resumable": "1.0.0"}) as resp:
+            if resp.status not in (200, 204) or "Upload-Offset" not in resp.headers:
+                raise TransferFailed(f"Uploading {remote!r}: the server lost the upload (HTTP {resp.status})")
+            return int(resp.headers["Upload-Offset"])
+
+    async def download_url(self, path: str) -> URL:
+        """Where to GET ``path`` (a token good for the grant's lifetime; the GET honours Range)."""
+        if self.client.version < TRANSFER_V6:
+            raise NotSupported(501, {"title": "Reading vfolder files needs a server with API v6.20200815 or later"})
+        grant = await self.client.request("POST", await self._path("/request-download"), json={"path": path},
+                                          idempotent=True)
+        return URL(grant["url"]).with_query({"token": grant["token"]})
+
+    async def read(self, url: URL, start: int | None = None, end: int | None = None) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive; None: the ends) of the file at ``url``."""
+        headers = {}
+        if start is not None or end is not None:
+            headers["Range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
+        async with self.client.http.get(url, ssl=self.client.ssl, headers=headers) as resp:
+            if resp.status == 416:  # a range past the end
+                return b""
+            if resp.status not in (200, 206):
+                raise error_from_response(resp.status, await resp.text(errors="replace"), method="GET",
+                                          path=str(url.path))
+            data = await resp.read()
+        if resp.status == 200 and headers:  # the server sent it whole
+            data = data[start or 0:end]
+        return data
+
+    async def save(self, url: URL, target: Path, progress: Callable[[int], None] | None = None) -> None:
+        """Stream the file at ``url`` into ``target``, written under a temporary name and renamed
+        at the end (a download broken midway leaves nothing under the final name)."""
+        partial = target.with_name(f".{target.name}.part")
+        async with self.client.http.get(url, ssl=self.client.ssl) as resp:
+            if resp.status != 200:
+                raise error_from_response(resp.status, await resp.text(errors="replace"), method="GET",
+                                          path=str(url.path))
+            try:
+                with open(partial, "wb") as f:
+                    async for chunk in resp.content.iter_chunked(1 << 20):
+                        f.write(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
 
     async def download(self, files: Sequence[str], dest: str | os.PathLike = ".") -> list[Path]:
         """Download files into ``dest``, keeping their relative paths."""
@@ -143,18 +218,9 @@ class VFolder:
         written = []
         if self.client.version >= TRANSFER_V6:
             for name in files:
-                grant = await self.client.request("POST", await self._path("/request-download"),
-                                                  json={"path": name}, idempotent=True)
-                url = URL(grant["url"]).with_query({"token": grant["token"]})
                 target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                async with self.client.http.get(url, ssl=self.client.ssl) as resp:
-                    if resp.status != 200:
-                        raise error_from_response(resp.status, await resp.text(errors="replace"),
-                                                  method="GET", path=str(url.path))
-                    with open(target, "wb") as f:
-                        async for chunk in resp.content.iter_chunked(1 << 20):
-                            f.write(chunk)
+                await self.save(await self.download_url(name), target)
                 written.append(target)
         else:
             parts = await self.client.request("GET", await self._path("/download"),
