@@ -332,3 +332,32 @@ def _close(loop, api: APIClient) -> None:
             sync(loop, api.close, timeout=1)
         except Exception:  # noqa: BLE001 - the loop is going away too
             pass
+
+
+class PapermillHandler:
+    """papermill's I/O for ``backendai://`` notebooks (the ``papermill.io`` entry point):
+    ``papermill backendai://nb/in.ipynb backendai://nb/out.ipynb -k backend-python``."""
+
+    def __init__(self):
+        self._fs: BackendAIFileSystem | None = None
+
+    @property
+    def fs(self) -> BackendAIFileSystem:
+        if self._fs is None:
+            self._fs = BackendAIFileSystem()
+        return self._fs
+
+    def read(self, path: str) -> str:
+        return self.fs.cat_file(path).decode("utf-8")
+
+    def write(self, buf: str, path: str) -> None:
+        self.fs.pipe_file(path, buf.encode("utf-8"))
+
+    def listdir(self, path: str) -> list[str]:
+        return [f"backendai://{name}" for name in self.fs.ls(path, detail=False)]
+
+    def pretty_path(self, path: str) -> str:
+        return path
+
+
+papermill_handler = PapermillHandler()

@@ -97,7 +97,7 @@ def test_put_and_get_a_tree_with_progress(fs, folder, tmp_path):
     assert seen  # fsspec's callbacks advanced
 
 
-def test_pandas_and_pyarrow_read_and_write_urls(from_env, server, tmp_path):
+def test_pandas_pyarrow_and_upath_use_urls(from_env, server, tmp_path):
     fs = fsspec.filesystem("backendai")
     fs.mkdir("pd-data")
     df = pandas.DataFrame({"x": range(1000), "y": [f"v{i}" for i in range(1000)]})
@@ -107,6 +107,11 @@ def test_pandas_and_pyarrow_read_and_write_urls(from_env, server, tmp_path):
     assert pandas.read_parquet("backendai://pd-data/train.parquet").equals(df)
     with fsspec.open("backendai://pd-data/train.csv", "rt") as f:
         assert f.readline() == "x,y\n"
+    from upath import UPath
+
+    path = UPath("backendai://pd-data") / "train.csv"
+    assert path.exists() and path.read_text().startswith("x,y\n0,v0\n")
+    assert sorted(p.name for p in UPath("backendai://pd-data").iterdir()) == ["train.csv", "train.parquet"]
 
 
 def test_errors_are_the_ones_fsspec_users_expect(fs, folder):
