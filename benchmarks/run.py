@@ -7,7 +7,7 @@ Groups (modules): 1 ``trivial`` and 2 ``first_output`` (latency.py), 3 ``through
 4 ``display``/``html_table`` (output.py) on each kernel — local ipykernel, wrapper over polling,
 wrapper over the websocket (``trivial`` also without the display adapter); 5 ``session_create`` (sessions.py); 6 ``concurrency``; 7 ``soak``; 8 ``clients``
 (our client and the official SDK, clients.py); 10 ``jobs`` (background jobs and their journal,
-jobs.py); 9 ``eager_start`` (the first cell some seconds after
+jobs.py); 11 ``filesystem`` (backendai://: 200 MB written and read, filesystem.py); 9 ``eager_start`` (the first cell some seconds after
 the kernel started, eager.py; also on a real manager with ``--manager``: the loopback 26.9.6 stack
 of tests/manager/, which must be up: ``python -m tests.manager.stack up``).  One private embedded server (temporary data
 dir) serves everything; every kernel and the server are stopped whatever happens, and every wait
@@ -40,6 +40,7 @@ from benchmarks import (
     clients,
     concurrency,
     eager,
+    filesystem,
     jobs,
     latency,
     noop_kernel,
@@ -63,7 +64,7 @@ from benchmarks.common import (
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 GROUPS = ("trivial", "first_output", "throughput", "display", "html_table", "session_create", "concurrency", "soak",
-          "clients", "eager_start", "jobs")
+          "clients", "eager_start", "jobs", "filesystem")
 KERNEL_GROUPS = GROUPS[:5]
 
 
@@ -83,6 +84,7 @@ class Settings:
     eager_delay_s: float  # the first cell is sent this long after the kernel started
     job_submits: int
     sweep_jobs: int
+    fs_mb: int  # the file written and read through backendai://
     sdk_versions: list[str]
     time_limit_s: float
 
@@ -95,10 +97,10 @@ class Settings:
 
 FULL = Settings(quick=False, trivial_n=500, ttfo_runs=5, ttfo_warmup=1, throughput_runs=3, png_runs=5, cold_creates=5,
                 warm_creates=20, concurrency_kernels=20, concurrency_cells=50, soak_cells=2000, eager_delay_s=15.0, job_submits=10, sweep_jobs=8,
-                sdk_versions=["23.9.10", "26.9.6"], time_limit_s=900.0)
+                fs_mb=200, sdk_versions=["23.9.10", "26.9.6"], time_limit_s=900.0)
 QUICK = Settings(quick=True, trivial_n=40, ttfo_runs=1, ttfo_warmup=0, throughput_runs=1, png_runs=2, cold_creates=2,
                  warm_creates=10, concurrency_kernels=4, concurrency_cells=10, soak_cells=200, eager_delay_s=1.0, job_submits=2, sweep_jobs=2,
-                 sdk_versions=["23.9.10"], time_limit_s=150.0)
+                 fs_mb=20, sdk_versions=["23.9.10"], time_limit_s=150.0)
 
 
 class Suite:
@@ -147,6 +149,8 @@ class Suite:
                 self.keep("eager_start", eager.eager_start, targets, self.s.eager_delay_s, workdir)
             if "jobs" in self.groups:
                 self.keep("jobs", jobs.jobs_group, server, workdir, self.s.job_submits, self.s.sweep_jobs)
+            if "filesystem" in self.groups:
+                self.keep("filesystem", filesystem.filesystem_group, server, workdir, self.s.fs_mb)
 
     def keep(self, name: str, fn, *args) -> None:
         result = self.step(name, fn, *args)
@@ -210,6 +214,7 @@ class Suite:
             ("clients", lambda x: clients.rows(x, local_trivial, r.get("throughput", {}).get("local", {}))),
             ("eager_start", eager.rows),
             ("jobs", jobs.rows),
+            ("filesystem", filesystem.rows),
         ]
         rows = []
         for group, build in builders:

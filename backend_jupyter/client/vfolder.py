@@ -200,7 +200,7 @@ class VFolder:
                                           path=str(url.path))
             try:
                 with open(partial, "wb") as f:
-                    async for chunk in resp.content.iter_chunked(1 << 20):
+                    async for chunk in resp.content.iter_chunked(4 << 20):
                         f.write(chunk)
                         if progress is not None:
                             progress(len(chunk))
