@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import sys
+from pathlib import Path
 
 from .client import APIClient, AuthenticationFailed, BackendError
 from .client.api import MIN_API_VERSION
@@ -44,9 +46,34 @@ def run_lab(lab_args: list[str]) -> int:
         return 1
     where = f"the embedded server at {server.endpoint}" if server else f"the cluster at {config.endpoint}"
     print(f'Starting JupyterLab; "Backend.AI Python" notebooks run on {where}.', flush=True)
+    env = backend_env(config)
+    if importlib.util.find_spec("jupyterfs") is not None:
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            p for p in (str(drive_config()), os.environ.get("JUPYTER_CONFIG_PATH", "")) if p)
+        print(f'Your vfolders are the "{DRIVE_NAME}" drive of the file browser (jupyter-fs).', flush=True)
     argv = [sys.executable, "-m", "jupyterlab", *lab_args]
-    os.execve(sys.executable, argv, backend_env(config))
+    os.execve(sys.executable, argv, env)
     return 0  # not reached
+
+
+DRIVE_NAME = "Backend.AI vfolders"
+
+
+def drive_config() -> Path:
+    """A Jupyter config dir that shows the vfolders as a drive of the file browser: jupyter-fs's
+    contents manager and server extension, with ``backendai://`` (filesystem.py) as its resource.
+    Put first on ``JUPYTER_CONFIG_PATH``, it is read before the user's own configuration."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    directory = Path(jupyter_data_dir()) / "backend_jupyter" / "lab-config"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "ServerApp": {"jpserver_extensions": {"jupyterfs.extension": True},
+                      "contents_manager_class": "jupyterfs.metamanager.MetaManager"},
+        "JupyterFs": {"resources": [{"name": DRIVE_NAME, "url": "backendai://", "type": "fsspec", "auth": "none"}]},
+    }
+    (directory / "jupyter_server_config.json").write_text(json.dumps(config, indent=2))
+    return directory
 
 
 def doctor() -> int:

@@ -35,8 +35,8 @@ def lab(server, tmp_path_factory):
     log = open(root / "jupyterlab.log", "wb")
     env = {**server.env(), "JUPYTER_CONFIG_DIR": str(root / ".jupyter-config"),
            "JUPYTER_DATA_DIR": str(root / ".jupyter-data")}  # the jobs' journals of this run only
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+    proc = subprocess.Popen(  # as users start it: the kernelspec, the server and the vfolders drive ready
+        [sys.executable, "-m", "backend_jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
          "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
@@ -250,3 +250,49 @@ def tick_of(text: str) -> int:
 
     ticks = re.findall(r"tick (\d+)", text)
     return int(ticks[-1]) if ticks else -1
+
+
+def test_vfolders_are_a_drive_of_the_file_browser(page, lab, server):
+    """``backend-jupyter lab`` shows the vfolders as a drive (jupyter-fs on backendai://): a CSV
+    stored in a vfolder opens in the CSV viewer, and a notebook stored there is edited and saved
+    back into the vfolder."""
+    import nbformat
+
+    from backend_jupyter.config import Config
+    from backend_jupyter.filesystem import BackendAIFileSystem
+
+    fs = BackendAIFileSystem(config=Config.from_env(server.env()), skip_instance_cache=True)
+    fs.mkdir("lab-data")
+    fs.pipe_file("lab-data/train.csv", b"x,y\n1,2\n3,4\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    fs.pipe_file("lab-data/analysis.ipynb", nbformat.writes(nb).encode())
+
+    page.goto(lab + "/lab")
+    page.locator('.lm-TabBar-tab[title="Backend.AI vfolders"]').click()
+    drive = page.locator("#jp-left-stack .lm-StackedPanel-child:not(.lm-mod-hidden)")
+    drive.get_by_text("lab-data/").wait_for()
+    drive.get_by_text("lab-data/").locator("xpath=..").get_by_text("add").click()  # unfold the folder
+    drive.get_by_text("train.csv").dblclick()
+    viewer = page.locator(".jp-CSVViewer")
+    viewer.wait_for()
+    assert page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current").inner_text() == "train.csv"
+    # what the viewer was given: the drive's file through the server's contents API, as the page fetches it
+    drives = page.evaluate("async () => (await (await fetch('/jupyterfs/resources')).json()).map(r => r.drive)")
+    model = page.evaluate(f"async () => (await fetch('/api/contents/{drives[0]}:lab-data/train.csv?content=1'))"
+                          ".json()")
+    assert model["content"] == "x,y\n1,2\n3,4\n"
+    shot(page, "20-vfolder-csv")
+
+    drive.get_by_text("analysis.ipynb").dblclick()
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    panel.locator(".jp-Cell .cm-content").first.click()
+    page.keyboard.type("edited_in_the_browser = True")
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30
+    while "edited_in_the_browser" not in fs.cat_file("lab-data/analysis.ipynb").decode():
+        assert time.monotonic() < deadline, "the notebook was not saved into the vfolder"
+        time.sleep(0.5)
+    saved = nbformat.reads(fs.cat_file("lab-data/analysis.ipynb").decode(), as_version=4)
+    assert saved.cells[0].source == "edited_in_the_browser = True"
+    shot(page, "21-vfolder-notebook-saved")
