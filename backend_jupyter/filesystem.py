@@ -50,6 +50,8 @@ def _oserror(e: BackendAPIError, path: str) -> OSError:
     if isinstance(e, (Forbidden, AuthenticationFailed)):
         return PermissionError(errno.EACCES, f"{path}: {e.msg or e.title}", path)
     text = f"{e.title} {e.msg}"
+    if "outside the allowed directory" in text:  # '..' or a symlink leading out of the folder
+        return PermissionError(errno.EACCES, f"{path}: {e.msg or e.title}", path)
     if "File exists" in text or "already exists" in text:
         return FileExistsError(errno.EEXIST, f"{path}: {e.msg or e.title}", path)
     if "is a directory" in text:

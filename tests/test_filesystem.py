@@ -136,6 +136,18 @@ def test_errors_are_the_ones_fsspec_users_expect(fs, folder):
     assert not fs.exists(f"{folder}/dir")
 
 
+def test_symlinks_out_of_a_folder_are_refused_by_name(fs, folder, server):
+    fs.pipe(f"{folder}/anchor-{folder}.txt", b"here")  # found on the server's disk by its unique name
+    [placed] = server.data_dir.rglob(f"anchor-{folder}.txt")
+    os.symlink("/etc/passwd", placed.parent / "escape")
+    os.symlink("/etc", placed.parent / "escdir")
+    for action, path in ((lambda: fs.cat(f"{folder}/escape"), "escape"), (lambda: fs.ls(f"{folder}/escdir"), "escdir"),
+                         (lambda: fs.pipe(f"{folder}/escdir/planted", b"x"), "escdir/planted")):
+        with pytest.raises(PermissionError, match=f"Invalid path '{path}': it points outside"):
+            action()
+    assert not os.path.exists("/etc/planted")
+
+
 def test_another_key_cannot_reach_my_folders(fs, folder, server):
     fs.pipe(f"{folder}/secret.txt", b"mine")
     access, secret = server.new_keypair()
