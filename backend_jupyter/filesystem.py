@@ -35,6 +35,7 @@ from .client.errors import (
     AlreadyExists,
     AuthenticationFailed,
     BackendAPIError,
+    BackendError,
     Forbidden,
     NotFound,
 )
@@ -217,6 +218,8 @@ class BackendAIFileSystem(AsyncFileSystem):
             await (await self._folder(folder)).upload_file(Path(lpath), rel, callback.relative_update)
         except BackendAPIError as e:
             raise _oserror(e, rpath) from None
+        except BackendError as e:  # the transfer itself broke off (TransferFailed): nothing under the name
+            raise OSError(errno.EIO, f"{rpath}: {e}", rpath) from None
         finally:
             self.invalidate_cache(rpath)
 

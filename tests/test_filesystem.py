@@ -182,3 +182,21 @@ def test_a_broken_upload_resumes_from_the_servers_offset(fs, folder, tmp_path):
         proxy.stop()
     assert hashlib.sha256(fs.cat(f"{folder}/big.bin")).digest() == hashlib.sha256(data).digest()
     assert Path(local).stat().st_size == fs.size(f"{folder}/big.bin")
+
+
+def test_an_upload_that_keeps_breaking_leaves_nothing_under_its_name(fs, folder, tmp_path):
+    from tests.fault_proxy import FaultProxy
+
+    local = tmp_path / "doomed.bin"
+    local.write_bytes(os.urandom(12 * 1024 * 1024))
+    proxy = FaultProxy(fs.config.endpoints[0]).start()
+    try:  # every PATCH after the first breaks before any byte arrives: more times in a row than it retries
+        proxy.inject(100, match="PATCH /storage/upload", skip=1, cut=0)
+        through = BackendAIFileSystem(config=Config(endpoints=(proxy.endpoint,), access_key=fs.config.access_key,
+                                                    secret_key=fs.config.secret_key), skip_instance_cache=True)
+        with pytest.raises(OSError, match="broke off") as caught:
+            through.put_file(str(local), f"{folder}/doomed.bin")
+        assert caught.value.errno == errno.EIO and caught.value.filename == f"{folder}/doomed.bin"
+    finally:
+        proxy.stop()
+    assert not fs.exists(f"{folder}/doomed.bin")  # the server keeps the partial upload under another name
