@@ -30,7 +30,7 @@ from typing import Protocol
 from . import jobs
 from .client import APIClient, ComputeSession, SessionNotFound, VFolder
 from .commands import CommandError, help_text, pairs
-from .config import Config, ConfigError, parse_mounts, sources
+from .config import Config, ConfigError, parse_mounts, sources, trust_description
 from .display import RichOutput
 from .embedded import resolve_config
 from .journal import ENDED, JOB_NAME_RE, JobExists, JobInfo, Journal, all_journals, find
@@ -41,7 +41,7 @@ from .usage import describe_session
 from .variables import human_size
 
 CONFIG_FIELDS = ("endpoints", "access_key", "secret_key", "vfolder_mounts", "api_version", "skip_sslcert_validation",
-                 "connection_timeout", "read_timeout", "session_name")
+                 "ca_bundle", "connection_timeout", "read_timeout", "session_name")
 
 
 @dataclass
@@ -510,6 +510,8 @@ async def show_config(host: Host) -> None:
         if env_config.uses_embedded_server and name in ("endpoints", "access_key", "secret_key"):
             where = "embedded server" if host.client_config else "embedded server (started on first use)"
         lines.append(f"{name:25} {value!s:50} {where}")
+    if any(e.startswith("https:") for e in effective.endpoints):
+        lines.append(f"{'TLS certificates trusted':25} {trust_description(effective)}")
     if host.negotiated_version:
         lines.append(f"{'negotiated API version':25} {host.negotiated_version}")
     lines.append(f"{'new sessions':25} {host.settings.describe()}")

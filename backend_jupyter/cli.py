@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--exec-timeout", type=float, default=0.0,
                         help="interrupt runs longer than this many seconds, 0 = never (default: %(default)s)")
     server.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    server.add_argument("--certfile", type=Path, default=None, metavar="PEM",
+                        help="serve HTTPS with this certificate (chain) file; with --keyfile")
+    server.add_argument("--keyfile", type=Path, default=None, metavar="PEM", help="the certificate's private key")
     control = server.add_mutually_exclusive_group()
     control.add_argument("--status", action="store_true",
                          help="show the server running on the data dir: where, since when, its sessions")
@@ -129,10 +132,12 @@ def _server(parser: argparse.ArgumentParser, args) -> int:
         from .serverctl import status_command, stop_command
 
         return stop_command(args.data_dir, force=args.force) if args.stop else status_command(args.data_dir)
+    if (args.certfile is None) != (args.keyfile is None):
+        parser.error("--certfile and --keyfile go together")
     from .server.main import run
 
     return run(args.host, args.port, args.data_dir, idle_timeout=args.idle_timeout,
-               exec_timeout=args.exec_timeout, verbose=args.verbose)
+               exec_timeout=args.exec_timeout, verbose=args.verbose, certfile=args.certfile, keyfile=args.keyfile)
 
 
 def _install(args) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ class Config:
     domain: str = "default"
     group: str = "default"
     session_name: str | None = None  # attach to this named session instead of creating our own
+    ca_bundle: str | None = None  # a PEM file or a directory of certificates trusted besides the system's
 
     @property
     def endpoint(self) -> str | None:
@@ -78,6 +80,7 @@ class Config:
             skip_sslcert_validation=parse_bool(
                 get("SKIP_SSLCERT_VALIDATION"), "BACKEND_SKIP_SSLCERT_VALIDATION"
             ),
+            ca_bundle=parse_ca_bundle(get("CA_BUNDLE"), "BACKEND_CA_BUNDLE"),
             connection_timeout=parse_seconds(
                 get("CONNECTION_TIMEOUT"), "BACKEND_CONNECTION_TIMEOUT", 10.0
             ),
@@ -91,7 +94,8 @@ class Config:
 FIELDS_BY_VARIABLE = {
     "endpoints": "ENDPOINT", "access_key": "ACCESS_KEY", "secret_key": "SECRET_KEY",
     "vfolder_mounts": "VFOLDER_MOUNTS", "api_version": "API_VERSION",
-    "skip_sslcert_validation": "SKIP_SSLCERT_VALIDATION", "connection_timeout": "CONNECTION_TIMEOUT",
+    "skip_sslcert_validation": "SKIP_SSLCERT_VALIDATION", "ca_bundle": "CA_BUNDLE",
+    "connection_timeout": "CONNECTION_TIMEOUT",
     "read_timeout": "READ_TIMEOUT", "domain": "DOMAIN", "group": "GROUP", "session_name": "SESSION_NAME",
 }
 
@@ -219,3 +223,46 @@ SESSION_ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
 def session_base_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
     return {k: env[k] for k in SESSION_ENV_PASSTHROUGH if k in env}
+
+
+def parse_ca_bundle(raw: str | None, variable: str) -> str | None:
+    """A PEM file (or a directory of hashed certificates) to trust; checked now, so that a bad path
+    is one line naming the variable rather than a TLS failure later."""
+    if raw is None or not raw.strip():
+        return None
+    path = os.path.expanduser(raw.strip())
+    if not os.path.exists(path):
+        raise ConfigError(f"{variable}: {path!r} does not exist (give a PEM file of CA certificates, or a directory)")
+    if os.path.isfile(path):
+        try:
+            ssl.create_default_context(cafile=path)
+        except (ssl.SSLError, ValueError, OSError) as e:
+            raise ConfigError(f"{variable}: {path!r} holds no PEM certificate that loads ({e})") from None
+    return path
+
+
+def tls_context(config: Config) -> ssl.SSLContext | bool:
+    """What aiohttp is given as ``ssl=``: False when validation is skipped, else a context that
+    trusts the system's CAs (``SSL_CERT_FILE``/``SSL_CERT_DIR`` included) and ``BACKEND_CA_BUNDLE``."""
+    if config.skip_sslcert_validation:
+        return False
+    context = ssl.create_default_context()
+    if config.ca_bundle:
+        if os.path.isdir(config.ca_bundle):
+            context.load_verify_locations(capath=config.ca_bundle)
+        else:
+            context.load_verify_locations(cafile=config.ca_bundle)
+    return context
+
+
+def trust_description(config: Config) -> str:
+    """Which certificates are trusted, in words (``%backend_config``, ``doctor``)."""
+    if config.skip_sslcert_validation:
+        return "none: certificates are not verified (BACKEND_SKIP_SSLCERT_VALIDATION)"
+    parts = ["the system's CAs"]
+    for variable in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        if os.environ.get(variable):
+            parts.append(f"{variable}={os.environ[variable]}")
+    if config.ca_bundle:
+        parts.append(f"BACKEND_CA_BUNDLE={config.ca_bundle}")
+    return ", ".join(parts)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .client import APIClient, AuthenticationFailed, BackendError
 from .client.api import MIN_API_VERSION
-from .config import Config, ConfigError
+from .config import Config, ConfigError, trust_description
 from .embedded import EmbeddedServerError, resolve_config
 from .kernelspecs import PREFIX, install, installed
 from .server.main import default_data_dir, running_endpoint, running_state
@@ -146,6 +146,8 @@ def _report_embedded(report, *, in_use: bool) -> None:
 
 async def _check_server(config: Config, report) -> None:
     """Reachability, API version and keys (``report`` counts the failures)."""
+    if any(endpoint.startswith("https:") for endpoint in config.endpoints):
+        report(True, f"TLS: certificates trusted: {trust_description(config)}")
     client = APIClient(config)
     try:
         await client.open()

@@ -8,6 +8,7 @@ from .errors import (
     BackendAPIError,
     BackendError,
     BadRequest,
+    CertificateNotTrusted,
     Forbidden,
     NotFound,
     NotSupported,
@@ -25,6 +26,6 @@ from .vfolder import TransferFailed, VFolder
 __all__ = [
     "APIClient", "CLIENT_API_VERSION", "ComputeSession", "FileEntry", "VFolder",
     "AlreadyExists", "APIVersionUnsupported", "AuthenticationFailed", "BackendAPIError", "BackendError",
-    "BadRequest", "Forbidden", "NotFound", "NotSupported", "QuotaExceeded", "RateLimited", "RequestTimeout", "ServerError",
+    "BadRequest", "CertificateNotTrusted", "Forbidden", "NotFound", "NotSupported", "QuotaExceeded", "RateLimited", "RequestTimeout", "ServerError",
     "ServerUnreachable", "SessionNotFound", "TransferFailed", "VFolderNotFound",
 ]

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import re
+import ssl
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,11 +23,12 @@ import aiohttp
 from yarl import URL
 
 from .. import __version__, signing
-from ..config import API_VERSION_RE, Config
+from ..config import API_VERSION_RE, Config, tls_context
 from ..fastjson import dumpb, loads
 from .errors import (
     APIVersionUnsupported,
     BackendAPIError,
+    CertificateNotTrusted,
     RateLimited,
     RequestTimeout,
     ServerUnreachable,
@@ -96,6 +98,7 @@ class APIClient:
         self._http: aiohttp.ClientSession | None = None
         self.api_version: str | None = None
         self.server_info: dict[str, Any] = {}
+        self._tls: ssl.SSLContext | bool | None = None
 
     def __repr__(self) -> str:
         return f"APIClient(endpoint={self.endpoint!r}, access_key={self.config.access_key!r}, api_version={self.api_version!r})"
@@ -145,8 +148,12 @@ class APIClient:
         return self._http
 
     @property
-    def ssl(self) -> bool:
-        return not self.config.skip_sslcert_validation
+    def ssl(self) -> ssl.SSLContext | bool:
+        """aiohttp's ``ssl=`` for every request and websocket: verification by default, with
+        ``BACKEND_CA_BUNDLE`` trusted too; False when ``BACKEND_SKIP_SSLCERT_VALIDATION``."""
+        if self._tls is None:
+            self._tls = tls_context(self.config)
+        return self._tls
 
     # -- endpoints and versions ------------------------------------------------------------------
     @property
@@ -199,6 +206,8 @@ class APIClient:
         return self.api_version
 
     def _connection_error(self, error: Exception | None) -> Exception:
+        if isinstance(error, aiohttp.ClientConnectorCertificateError):
+            return certificate_error(error)
         if isinstance(error, asyncio.TimeoutError):
             return RequestTimeout(f"The Backend.AI server at {self.endpoint} did not answer in time")
         reason = getattr(error, "strerror", None) or type(error).__name__
@@ -280,6 +289,8 @@ class APIClient:
             if not (idempotent and error.status in RETRYABLE_STATUS) or last:
                 raise error
             return backoff_delay(attempt)
+        if isinstance(error, aiohttp.ClientConnectorCertificateError):  # the same next time: say it now
+            raise certificate_error(error) from None
         if isinstance(error, aiohttp.ClientConnectorError):
             # Never connected: the request did not reach any server, so any call may be re-sent.
             self._rotate_endpoint()
@@ -315,6 +326,25 @@ class APIClient:
             raise self._connection_error(e) from None
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as e:
             raise self._connection_error(e) from None
+
+
+# OpenSSL's verification codes (X509_V_ERR_*) → why, in words
+_CERTIFICATE_REASONS = {
+    18: "its certificate is self-signed", 19: "its certificate chain ends in a self-signed CA this machine "
+    "does not trust", 20: "its certificate is signed by a CA this machine does not trust",
+    21: "its certificate is signed by a CA this machine does not trust", 2: "its certificate's issuer is unknown here",
+    10: "its certificate has expired", 9: "its certificate is not valid yet",
+    62: "its certificate is for another name", 64: "its certificate is for another address",
+}
+
+
+def certificate_error(error: aiohttp.ClientConnectorCertificateError) -> CertificateNotTrusted:
+    """One plain sentence: which host, why its certificate was refused, and the two fixes."""
+    cause = error.certificate_error
+    code = getattr(cause, "verify_code", None)
+    why = _CERTIFICATE_REASONS.get(code) or getattr(cause, "verify_message", None) or str(cause)
+    host = error.host + (f":{error.port}" if error.port not in (None, 443) else "")
+    return CertificateNotTrusted(f"The TLS certificate of {host} was refused: {why}")
 
 
 async def _read_response(resp: aiohttp.ClientResponse, expect: str) -> Any:

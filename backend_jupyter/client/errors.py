@@ -33,6 +33,13 @@ class ServerUnreachable(BackendError):
     hint = "check BACKEND_ENDPOINT and that the server is running"
 
 
+class CertificateNotTrusted(BackendError):
+    """The server's TLS certificate failed verification (the server was reached)."""
+
+    hint = ("trust its CA with BACKEND_CA_BUNDLE=/path/to/ca.pem (SSL_CERT_FILE works too), or, knowingly, "
+            "set BACKEND_SKIP_SSLCERT_VALIDATION=true")
+
+
 class RequestTimeout(BackendError):
     hint = "the server is slow or unreachable; raise BACKEND_READ_TIMEOUT/BACKEND_CONNECTION_TIMEOUT if it is just slow"
 
