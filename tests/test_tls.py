@@ -50,6 +50,18 @@ def _cert(subject: str, key, issuer_name: x509.Name, issuer_key, *, names: list,
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    # the key identifiers and usages real certificates carry (Python 3.13 verifies strictly: X509_STRICT)
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+            decipher_only=False), critical=True)
+    else:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
+                                        critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -180,6 +192,37 @@ def test_the_kernel_and_the_magics_over_https(servers, pki, tmp_path):
             failed.reply["content"]["evalue"]
     finally:
         untrusted.shutdown()
+
+
+SDK_SCRIPT = """
+from ai.backend.client.session import Session
+with Session() as sess:
+    cs = sess.ComputeSession.get_or_create("python", name="sdk-over-tls")
+    result, run_id, out = cs.execute(None, "print('sdk over TLS')", mode="query"), None, []
+    for _ in range(200):
+        out += [d for k, d in result["console"] if k == "stdout"]
+        if result["status"] == "finished":
+            break
+        result = cs.execute(result["runId"], "", mode="continue")
+    cs.destroy()
+    print("".join(out), end="")
+"""
+
+
+@pytest.mark.sdk
+def test_the_official_sdk_over_https_with_the_ca_trusted(servers, pki):
+    """The official backend.ai-client (26.9.6, its own venv) verifies by default; given the CA the
+    usual way (SSL_CERT_FILE) it runs a cell on the HTTPS embedded server."""
+    from tests.sdk.venvs import GENERATIONS, ensure_venv
+
+    python = ensure_venv(GENERATIONS["26.9.6"])
+    env = {**servers["good"].env(), "SSL_CERT_FILE": str(pki["ca"][0])}
+    done = subprocess.run([str(python), "-c", SDK_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "sdk over TLS\n"
+    env.pop("SSL_CERT_FILE")
+    refused = subprocess.run([str(python), "-c", SDK_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
 
 
 def test_doctor_says_which_trust_applies_and_why_a_certificate_was_refused(servers, pki):
