@@ -226,19 +226,38 @@ def session_base_environ(environ: Mapping[str, str] | None = None) -> dict[str, 
 
 
 def parse_ca_bundle(raw: str | None, variable: str) -> str | None:
-    """A PEM file (or a directory of hashed certificates) to trust; checked now, so that a bad path
-    is one line naming the variable rather than a TLS failure later."""
+    """A PEM file, or a directory of them, to trust; checked now, so that a bad path is one line
+    naming the variable rather than a TLS failure later."""
     if raw is None or not raw.strip():
         return None
     path = os.path.expanduser(raw.strip())
     if not os.path.exists(path):
         raise ConfigError(f"{variable}: {path!r} does not exist (give a PEM file of CA certificates, or a directory)")
-    if os.path.isfile(path):
-        try:
-            ssl.create_default_context(cafile=path)
-        except (ssl.SSLError, ValueError, OSError) as e:
-            raise ConfigError(f"{variable}: {path!r} holds no PEM certificate that loads ({e})") from None
+    try:
+        _load_ca_bundle(ssl.create_default_context(), path)
+    except (ssl.SSLError, ValueError, OSError) as e:
+        raise ConfigError(f"{variable}: {path!r} holds no PEM certificate that loads ({e})") from None
     return path
+
+
+def _load_ca_bundle(context: ssl.SSLContext, path: str) -> None:
+    """Trust the certificates of a PEM file, or of every PEM file in a directory (and its hashed
+    links, as OpenSSL's ``capath`` reads them)."""
+    if not os.path.isdir(path):
+        context.load_verify_locations(cafile=path)
+        return
+    context.load_verify_locations(capath=path)
+    loaded = 0
+    for name in sorted(os.listdir(path)):
+        file = os.path.join(path, name)
+        if os.path.isfile(file) and not os.path.islink(file):
+            try:
+                context.load_verify_locations(cafile=file)
+                loaded += 1
+            except ssl.SSLError:
+                continue  # not a certificate (a README, a key)
+    if not loaded:
+        raise ValueError("the directory holds no PEM certificate")
 
 
 def tls_context(config: Config) -> ssl.SSLContext | bool:
@@ -248,10 +267,7 @@ def tls_context(config: Config) -> ssl.SSLContext | bool:
         return False
     context = ssl.create_default_context()
     if config.ca_bundle:
-        if os.path.isdir(config.ca_bundle):
-            context.load_verify_locations(capath=config.ca_bundle)
-        else:
-            context.load_verify_locations(cafile=config.ca_bundle)
+        _load_ca_bundle(context, config.ca_bundle)
     return context
 
 

@@ -130,6 +130,14 @@ def test_a_private_ca_is_trusted_for_rest_websocket_and_transfers(servers, pki):
     assert fs.cat_file("tls-data/x.bin", start=1, end=3) == b"\x01\x00"
 
 
+def test_a_ca_bundle_directory_is_trusted_too(servers, pki, tmp_path):
+    (tmp_path / "cas").mkdir()
+    (tmp_path / "cas" / "README").write_text("the company's CAs")
+    (tmp_path / "cas" / "private-ca.pem").write_bytes(pki["ca"][0].read_bytes())
+    cfg = Config.from_env({**servers["good"].env(), "BACKEND_CA_BUNDLE": str(tmp_path / "cas")})
+    assert asyncio.run(one_cell(cfg, "poll")) == "over TLS\nexit 0"
+
+
 def test_ssl_cert_file_is_honoured(servers, pki, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(pki["ca"][0]))
     assert asyncio.run(one_cell(config(servers["good"]), "poll")) == "over TLS\nexit 0"
@@ -163,6 +171,9 @@ def test_a_bad_ca_bundle_is_one_line_naming_the_variable(tmp_path):
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match=r"^BACKEND_CA_BUNDLE: '.*junk.pem' holds no PEM certificate"):
         Config.from_env({"BACKEND_CA_BUNDLE": str(tmp_path / "junk.pem")})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"^BACKEND_CA_BUNDLE: '.*empty' holds no PEM certificate"):
+        Config.from_env({"BACKEND_CA_BUNDLE": str(tmp_path / "empty")})
 
 
 def test_the_kernel_and_the_magics_over_https(servers, pki, tmp_path):
