@@ -20,6 +20,22 @@ from tests.signed_http import SignedClient
 HERE = Path(__file__).parent
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line at the end listing every skip with its reason: what this run did not prove."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        listed = "; ".join(f"{reason} (×{n})" if n > 1 else reason for reason, n in reasons.items())
+        terminalreporter.write_line(f"NOT RUN: {len(skipped)} skipped: {listed}")
+    else:
+        terminalreporter.write_line("NOT RUN: nothing (no test was skipped)")
+
+
 def is_forkserver(proc: psutil.Process) -> bool:
     with contextlib.suppress(psutil.Error):
         cmdline = " ".join(proc.cmdline())

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from tests.sdk.data import PNG_B64
-from tests.sdk.venvs import GENERATIONS, HERE, ensure_venv
+from tests.sdk.venvs import GENERATIONS, HERE, venv_or_skip
 from tests.signed_http import merged
 
 pytestmark = pytest.mark.sdk
@@ -24,10 +24,7 @@ ALL = ("26.9.6", "23.9.10", "19.9.10")
 @pytest.fixture(scope="module", params=ALL)
 def report(request, server, tmp_path_factory):
     gen = GENERATIONS[request.param]
-    try:
-        python = ensure_venv(gen)
-    except LookupError as e:
-        pytest.skip(str(e))
+    python = venv_or_skip(gen)
     work = tmp_path_factory.mktemp(f"sdk-{gen.version}")
     env = server.env()
     env["BJ_OTHER_SECRET_KEY"] = "x" * 40

@@ -224,9 +224,9 @@ with Session() as sess:
 def test_the_official_sdk_over_https_with_the_ca_trusted(servers, pki):
     """The official backend.ai-client (26.9.6, its own venv) verifies by default; given the CA the
     usual way (SSL_CERT_FILE) it runs a cell on the HTTPS embedded server."""
-    from tests.sdk.venvs import GENERATIONS, ensure_venv
+    from tests.sdk.venvs import GENERATIONS, venv_or_skip
 
-    python = ensure_venv(GENERATIONS["26.9.6"])
+    python = venv_or_skip(GENERATIONS["26.9.6"])
     env = {**servers["good"].env(), "SSL_CERT_FILE": str(pki["ca"][0])}
     done = subprocess.run([str(python), "-c", SDK_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
