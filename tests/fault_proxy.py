@@ -33,6 +33,7 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     seen: list[tuple[str, str, object]] = field(default_factory=list)
     endpoint: str = ""
+    port: int = 0  # 0: any free port
 
     def start(self) -> FaultProxy:
         ready = threading.Event()
@@ -51,7 +52,7 @@ class FaultProxy:
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, shutdown_timeout=1.0)  # stalled requests must not hold up stop()
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             await site.start()
             self.endpoint = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
 

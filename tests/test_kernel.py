@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -182,8 +183,15 @@ def test_history_requests_answer_with_this_kernels_inputs(kernel):
     assert [h[2] for h in unique["history"]] == ["hist_a = 1"] and unique["history"][0][1] == first + 2
 
 
-def test_empty_cell_does_not_touch_the_session(kernel):
-    assert kernel.execute("   \n").status == "ok"
+def test_empty_cell_does_not_touch_the_session(kernel, server):
+    assert kernel.execute("None").status == "ok"  # the session is up and this kernel idle
+    requests = lambda: len(server.log_path.read_text().splitlines())  # noqa: E731 - one line per request
+    before = requests()
+    for empty in ("", "   \n", "\n\n"):
+        reply = kernel.execute(empty)
+        assert reply.status == "ok" and not reply.stream()
+    time.sleep(0.5)  # a request sent anyway would be logged by now
+    assert requests() == before
 
 
 def test_restart_resets_state_keeps_files_and_session(server, kernel_env):
@@ -269,17 +277,29 @@ def test_sigterm_of_the_kernel_destroys_its_session(server, kernel_env):
 
 
 def test_unreachable_server_explains_and_next_cell_retries(server, kernel_env):
-    driver = KernelDriver({**kernel_env, "BACKEND_ENDPOINT": "http://127.0.0.1:9"})
+    """Nothing listens at the endpoint: the cell says so; then a server appears there (a proxy to the
+    test server on that port) and the next cell runs, so the failure was not remembered."""
+    from tests.fault_proxy import FaultProxy
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    driver = KernelDriver({**kernel_env, "BACKEND_ENDPOINT": f"http://127.0.0.1:{port}"})
+    proxy = None
     try:
         result = driver.execute("print(1)")
         assert result.status == "error"
         assert result.reply["content"]["ename"] == "ServerUnreachable"
         assert "BACKEND_ENDPOINT" in result.reply["content"]["evalue"]
         assert server.secret_key not in json.dumps(result.reply["content"])
-        again = driver.execute("print(1)")
-        assert again.status == "error" and again.reply["content"]["ename"] == "ServerUnreachable"
+        proxy = FaultProxy(server.endpoint, port=port).start()
+        again = driver.execute("print('reached')", timeout=120)
+        assert again.status == "ok" and again.stream() == "reached\n"
+        assert any(path.startswith("/session") for _, path, _ in proxy.seen)
     finally:
         driver.shutdown()
+        if proxy is not None:
+            proxy.stop()
 
 
 def test_invalid_configuration_is_one_line(server, kernel_env):
