@@ -100,18 +100,25 @@ def test_interrupt_during_output_flood(driver):
 
 
 def test_interrupt_during_session_start(server):
-    d = KernelDriver(server.env())
+    """The session's creation is held for 8 s (a proxy in front of the server): the stop button
+    during it ends the cell with KeyboardInterrupt at once, and the next cell runs."""
+    from tests.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(server.endpoint).start()
+    proxy.inject(1, delay=8.0, match="POST /session")
+    d = KernelDriver({**server.env(), "BACKEND_ENDPOINT": proxy.endpoint})
     try:
-        threading.Timer(0.15, d.interrupt).start()
+        threading.Timer(0.5, d.interrupt).start()
+        started = time.monotonic()
         result = d.execute("print('first')", timeout=60)
-        # Either the interrupt won (the start was abandoned) or the cell was already done.
-        assert result.status in ("ok", "error")
-        if result.status == "error":
-            assert result.reply["content"]["ename"] == "KeyboardInterrupt"
-        nxt = d.execute("print('works')")
+        assert result.status == "error" and result.reply["content"]["ename"] == "KeyboardInterrupt"
+        assert not result.stream()
+        assert time.monotonic() - started < 6.0  # well before the held creation was let through (8 s)
+        nxt = d.execute("print('works')", timeout=60)
         assert nxt.stream() == "works\n", (result.reply["content"], nxt.reply["content"], nxt.messages)
     finally:
         d.shutdown()
+        proxy.stop()
 
 
 def test_50_mb_numbered_lines_complete_and_in_order(driver):
