@@ -8,6 +8,7 @@ import base64
 import gc
 import os
 import secrets
+import time
 import warnings
 
 import pytest
@@ -172,7 +173,7 @@ def test_cancelling_the_consumer_interrupts_the_run(server, transport):
         seen = asyncio.Event()
 
         async def consume():
-            async for event in run_cell(session, "import time\nprint('x', flush=True)\ntime.sleep(60)",
+            async for event in run_cell(session, "import time\nprint('x', flush=True)\ntime.sleep(300)",
                                         transport=transport):
                 if isinstance(event, Output):
                     seen.set()
@@ -182,10 +183,14 @@ def test_cancelling_the_consumer_interrupts_the_run(server, transport):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return await collect(session, "print('alive')", transport=transport)
+        started = time.monotonic()
+        after = await collect(session, "print('alive')", transport=transport)
+        return after, time.monotonic() - started
 
-    after = with_session(server, "session", body)
+    after, waited = with_session(server, "session", body)
     assert text_of(after) == "alive\n"
+    # Not interrupted, the next cell would wait out the 300 s sleep; interrupted, it runs in about 1 s.
+    assert waited < 30, waited
 
 
 def test_restart_and_complete(server, family):
