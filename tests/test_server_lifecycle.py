@@ -46,14 +46,18 @@ def test_env_without_server_is_a_clear_error(tmp_path):
 
 
 def test_log_has_one_line_per_request_and_no_secret(server, api):
+    before = server.log_text().splitlines()
     api.request("GET", "/auth", params={"echo": "log-probe"})
     api.request("GET", "/auth", secret_key="Q" * 40)
+    api.request("GET", "/folders/_/hosts")
     text = server.log_text()
     assert server.secret_key not in text
     assert "Q" * 40 not in text
-    lines = [line for line in text.splitlines() if " GET /auth " in line]
-    assert any(" 200 " in line for line in lines)
-    assert all(line.rstrip().endswith("ms") for line in lines)
+    added = text.splitlines()[len(before):]
+    # exactly one line per request, in order: method, path (no query string), status, time
+    assert [line.split()[3:6] for line in added] == [["GET", "/auth", "200"], ["GET", "/auth", "401"],
+                                                     ["GET", "/folders/_/hosts", "200"]], added
+    assert all(line.rstrip().endswith("ms") for line in added)
     assert "log-probe" not in text  # query strings are not logged
 
 
