@@ -59,6 +59,7 @@ class SignedClient:
         version: str | None = None,
         secret_key: str | None = None,
         sign_path: str | None = None,
+        sign_method: str | None = None,
         sign_body: bytes | None = None,
     ) -> Response:
         version = version or self.version
@@ -71,7 +72,7 @@ class SignedClient:
         hdrs = {"Content-Type": content_type, "Host": self.netloc}
         if sign:
             hdrs.update(signing.sign_request(
-                method=method, rel_url=sign_path or path,
+                method=sign_method or method, rel_url=sign_path or path,
                 date=date or datetime.now(timezone.utc), host=self.netloc,
                 content_type=content_type.split(";")[0], api_version=version,
                 access_key=self.access_key, secret_key=secret_key or self.secret_key,

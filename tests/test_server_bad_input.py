@@ -66,9 +66,13 @@ def test_wrong_secret(api):
 
 
 def test_signature_for_another_path_or_method(api):
+    assert api.request("GET", "/auth").status == 200  # signed for what it is: accepted
     assert_problem(api.request("GET", "/auth", sign_path="/folders"), 401, "auth-failed")
     resp = api.request("GET", "/auth?echo=a", sign_path="/auth?echo=b")
     assert_problem(resp, 401, "auth-failed")
+    # signed as another method: a POST's signature does not let a DELETE (or a GET) through
+    assert_problem(api.request("GET", "/auth", sign_method="POST"), 401, "auth-failed")
+    assert_problem(api.request("DELETE", "/folders/nope", sign_method="GET"), 401, "auth-failed")
 
 
 @pytest.mark.parametrize("minutes", [-20, 20])
