@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import inspect
 import json
 import os
 import re
@@ -301,7 +300,7 @@ def test_correctly_signed_but_absurd_year(alice, year):
 
 
 def test_wrong_signatures_are_all_plain_401s(alice):
-    assert "compare_digest" in inspect.getsource(signing.verify)  # constant-time comparison
+    # (that every comparison is constant-time: tests/unit/test_signing.py)
     hdrs = signed_headers(alice, "GET", "/auth", "text/plain")
     assert alice.request("GET", "/auth", sign=False, headers=hdrs).status == 200
     sig = hdrs["Authorization"].rsplit(":", 1)[1]

@@ -146,6 +146,23 @@ def test_verify_tries_every_path_and_host_spelling():
     assert not signing.verify(cred, SK, rel_urls=["/folders/myvf/files"], hosts=["127.0.0.1", HOST], **kw)
 
 
+def test_signatures_are_compared_in_constant_time_every_spelling_of_them(monkeypatch):
+    """Each (path, host) spelling is compared with hmac.compare_digest, none skipped once one
+    matched (an early exit would tell which spelling the server expected), and only the right
+    signature passes."""
+    calls = []
+    real = signing.hmac.compare_digest
+    monkeypatch.setattr(signing.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    right = KNOWN[1][-1]  # signed for /folders/myvf/files?path=. at HOST
+    kw = {"method": "GET", "raw_date": DATE, "date": signing.parse_date(DATE), "content_type": "text/plain",
+          "api_version": "v6.20220315", "version_header": "x-backendai-version", "body": b"",
+          "rel_urls": ["/folders/myvf/files?path=.", "/folders/myvf/files"], "hosts": [HOST, "127.0.0.1"]}
+    for sig, accepted in ((right, True), ("0" * 64, False), (right[:-1] + "0", False)):
+        calls.clear()
+        assert signing.verify(signing.Credential("sha256", AK, sig), SK, **kw) is accepted
+        assert len(calls) == 4 and all(b == sig.encode() for _, b in calls)
+
+
 def test_other_hash_types_sign_and_verify():
     date = signing.parse_date(DATE)
     headers = signing.sign_request(method="GET", rel_url="/", date=date, host=HOST, content_type="text/plain",
