@@ -76,6 +76,12 @@ class ServerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def status(self) -> dict:
+        """``GET /embedded/status`` with the server's default keypair."""
+        resp = self.client().request("GET", "/embedded/status")
+        assert resp.status == 200, resp.body
+        return resp.json()
+
     def kernel_processes(self) -> list[psutil.Process]:
         """The server's descendants but its forkserver and that one's resource tracker (one each
         per server, started with it: server/forking.py), which are not sessions' processes."""

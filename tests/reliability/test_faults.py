@@ -162,6 +162,17 @@ def test_no_leaks_after_many_cells_and_kernel_cycles(tmp_path):
         for i in range(500):  # (the benchmark's soak runs 2000 cells and checks memory too)
             assert d.execute(f"x = {i}").status == "ok"
         assert d.execute("print(x)").stream() == "499\n"
+        # Finished runs are freed: 100 cells of 400 kB output each would hold 40 MB if they were not.
+        big = "print('y' * 400_000)"
+        for _ in range(10):
+            d.execute(big)
+        gc_settled = server_proc.memory_info().rss
+        for _ in range(100):
+            assert len(d.execute(big).stream()) == 400_001
+        grown = (server_proc.memory_info().rss - gc_settled) / 1e6
+        assert grown < 15, f"the server grew {grown:.0f} MB over 40 MB of finished runs' output"
+        [status] = [s for s in srv.status()["sessions"] if s["client"].startswith("backend_jupyter-kernel")]
+        assert status["runs_held"] <= 2, status  # 610 cells ran; the drained ones are forgotten
         d.shutdown()
         for _ in range(8):
             k = KernelDriver(srv.env())

@@ -45,6 +45,7 @@ def session_status(session: LocalSession) -> dict:
         "busy": busy_since is not None,
         "busy_seconds": None if busy_since is None else round(now - busy_since, 1),
         "idle_seconds": round(now - session.last_used, 1),
+        "runs_held": sum(1 for _ in session.runs),  # runs whose output a client may still take
     }
 
 
