@@ -240,14 +240,19 @@ def test_stuck_session_is_reported_refused_then_replaced_by_restart(server, kern
 
 
 def test_shutdown_destroys_the_session(server, kernel_env):
+    api = server.client()
+    assert api.create("bystander-shutdown").status == 201  # another session of the same key
+    before = set(sessions_of(server))
     driver = KernelDriver(kernel_env)
     driver.execute("1")
-    mine = set(sessions_of(server))
+    (mine,) = set(sessions_of(server)) - before  # this kernel's session, by name
     driver.shutdown()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (mine - set(sessions_of(server))):
+    while time.monotonic() < deadline and mine in sessions_of(server):
         time.sleep(0.2)
-    assert mine - set(sessions_of(server)), "the kernel's session survived its shutdown"
+    assert mine not in sessions_of(server), "the kernel's session survived its shutdown"
+    assert "bystander-shutdown" in sessions_of(server)  # only its own
+    api.request("DELETE", "/session/bystander-shutdown")
 
 
 def test_attached_session_survives_shutdown(server, kernel_env):
@@ -264,14 +269,19 @@ def test_attached_session_survives_shutdown(server, kernel_env):
 
 
 def test_sigterm_of_the_kernel_destroys_its_session(server, kernel_env):
+    api = server.client()
+    assert api.create("bystander-sigterm").status == 201
+    before = set(sessions_of(server))
     driver = KernelDriver(kernel_env)
     driver.execute("1")
-    before = set(sessions_of(server))
+    (mine,) = set(sessions_of(server)) - before  # this kernel's session, by name
     os.kill(driver.km.provisioner.process.pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and before <= set(sessions_of(server)):
+    while time.monotonic() < deadline and mine in sessions_of(server):
         time.sleep(0.2)
-    assert not before <= set(sessions_of(server))
+    assert mine not in sessions_of(server)
+    assert "bystander-sigterm" in sessions_of(server)
+    api.request("DELETE", "/session/bystander-sigterm")
     driver.kc.stop_channels()
     driver.km.cleanup_resources()
 
