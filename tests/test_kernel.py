@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -337,12 +338,17 @@ def test_20_mb_of_output_complete_and_in_order(kernel):
     assert text == "".join(f"{i:09d} {'x' * 40}\n" for i in range(400000))
 
 
-def test_session_environ_from_traitlets(server, kernel_env):
-    from backend_jupyter.kernelspecs import spec
+def test_session_environ_from_traitlets(server, kernel_env, tmp_path):
+    """A kernelspec installed with an environment (as `backend-jupyter install --env` does) is
+    launched as Jupyter launches it, and its session sees the variable."""
+    from jupyter_client.kernelspec import KernelSpecManager
 
-    argv = spec("python", environ={"MY_FLAG": "from-kernelspec"})["argv"]
-    assert "--BackendKernel.environ=MY_FLAG=from-kernelspec" in argv
-    driver = KernelDriver(kernel_env, extra_arguments=["--BackendKernel.environ=MY_FLAG=from-kernelspec"])
+    from backend_jupyter.kernelspecs import install
+
+    where = install("flagged", image="python", prefix=str(tmp_path / "prefix"), environ={"MY_FLAG": "from-kernelspec"})
+    specs = KernelSpecManager(kernel_dirs=[str(Path(where).parent)])
+    assert "--BackendKernel.environ=MY_FLAG=from-kernelspec" in specs.get_kernel_spec("backend-flagged").argv
+    driver = KernelDriver(kernel_env, kernel_name="backend-flagged", kernel_spec_manager=specs)
     try:
         assert driver.execute("import os\nprint(os.environ['MY_FLAG'])").stream() == "from-kernelspec\n"
     finally:
