@@ -121,6 +121,7 @@ def test_complete(report):
 def test_info_and_logs(report):
     result = scenario(report, "info_and_logs")
     assert result["status"] == "RUNNING" and result["logs_type"] == "str"
+    assert result["marker_in_logs"] is True  # what the kernel wrote to its log, read back through the SDK
 
 
 def test_missing_session_is_typed_404(report):

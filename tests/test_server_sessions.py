@@ -285,8 +285,9 @@ def test_files_list_download_and_logs(api, session):
         with tarfile.open(fileobj=io.BytesIO(payload)) as tar:
             assert tar.getnames() == ["f.bin"]
             assert tar.extractfile("f.bin").read() == bytes(range(256)) * 4
+    api.run(session, "import os\nos.write(2, b'a line the kernel wrote to its log\\n')")  # below IPython
     logs = api.request("GET", f"/session/{session}/logs")
-    assert logs.status == 200 and isinstance(logs.json()["result"]["logs"], str)
+    assert logs.status == 200 and "a line the kernel wrote to its log\n" in logs.json()["result"]["logs"]
 
 
 def test_session_environment_is_clean(api, session_name, server):

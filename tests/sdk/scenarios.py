@@ -193,8 +193,10 @@ with Session() as sess:
     def info_and_logs():
         cs = state["cs"]
         info = cs.get_info()
-        logs = cs.get_logs()
-        return {"status": info.get("status"), "logs_type": type(logs.get("result", {}).get("logs")).__name__}
+        run_loop(cs, "import os\nos.write(2, b'marker-for-the-sdk-logs\\n')")  # into the kernel's log
+        logs = cs.get_logs().get("result", {}).get("logs")
+        return {"status": info.get("status"), "logs_type": type(logs).__name__,
+                "marker_in_logs": isinstance(logs, str) and "marker-for-the-sdk-logs\n" in logs}
 
     @scenario
     def missing_session_error():
