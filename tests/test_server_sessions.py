@@ -160,12 +160,10 @@ def test_input_and_password(api, session):
 
 
 def test_output_is_returned_as_it_arrives(api, session):
-    started = time.monotonic()
-    first = api.execute(session, "query", "import time\nprint('a', flush=True)\ntime.sleep(1.5)\nprint('b')")
-    elapsed = time.monotonic() - started
+    first = api.execute(session, "query", "import time\nprint('a', flush=True)\ntime.sleep(3)\nprint('b')")
+    # 'a' alone, and the run going on: not held back until the run ends
     assert first["status"] == "continued"
     assert merged(first["console"]) == [["stdout", "a\n"]]
-    assert elapsed < 1.0  # not held back until the run ends
     console, status = list(first["console"]), first["status"]
     while status != "finished":
         result = api.execute(session, "continue", "", first["runId"])
