@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
+
+import nbformat
 
 from tests.conftest import start_server
 
@@ -22,8 +23,20 @@ def test_demo_runs_the_notebook_and_writes_html(server, tmp_path):
     assert "All cells ran as expected." in out.stdout
     assert "error (ZeroDivisionError, expected)" in out.stdout
     executed = tmp_path / "demo" / "01-getting-started.executed.ipynb"
-    nb = json.loads(executed.read_text())
-    assert any("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+    nb = nbformat.reads(executed.read_text(), as_version=4)  # (strings joined, as the notebook meant them)
+    # what each cell of the getting-started notebook showed (this is its only run in the suite)
+    outputs = [c.get("outputs", []) for c in nb["cells"]]
+
+    def text(i: int) -> str:
+        return "".join(o.get("text", "") for o in outputs[i] if o.get("name") == "stdout")
+
+    assert "Hello from" in text(1)
+    assert text(3) == "".join(f"step {i}\n" for i in range(5))
+    assert any("image/png" in o.get("data", {}) for o in outputs[5])
+    assert any("<table>" in o.get("data", {}).get("text/html", "") for o in outputs[7])
+    assert [(i, o["ename"]) for i, out in enumerate(outputs) for o in out if o["output_type"] == "error"] == \
+        [(9, "ZeroDivisionError")]
+    assert "1,1" in text(11) and "results.csv" in text(12)
     assert "<html" in executed.with_suffix(".html").read_text()[:2000].lower()
     assert server.secret_key not in out.stdout + out.stderr
 

@@ -330,15 +330,6 @@ def test_ansi_and_non_ascii_text_intact(kernel):
     assert result.stream() == text + "\n"
 
 
-def test_20_mb_of_output_complete_and_in_order(kernel):
-    # 400,000 lines of 51 characters (20 MB), as many small prints
-    result = kernel.execute("line = 'x' * 40\nfor i in range(400000):\n    print(f'{i:09d}', line)", timeout=300)
-    assert result.status == "ok"
-    text = result.stream()
-    assert len(text) == 400000 * 51
-    assert text == "".join(f"{i:09d} {'x' * 40}\n" for i in range(400000))
-
-
 def test_session_environ_from_traitlets(server, kernel_env, tmp_path):
     """A kernelspec installed with an environment (as `backend-jupyter install --env` does) is
     launched as Jupyter launches it, and its session sees the variable."""

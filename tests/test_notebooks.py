@@ -31,14 +31,7 @@ def errors(nb):
             for o in c.outputs if o.output_type == "error"]
 
 
-def test_01_getting_started(server):
-    nb = execute("01-getting-started.ipynb", server)
-    assert "Hello from" in text(nb, 1)
-    assert text(nb, 3) == "".join(f"step {i}\n" for i in range(5))
-    assert any("image/png" in o.get("data", {}) for o in outputs(nb, 5))
-    assert any("<table>" in o.get("data", {}).get("text/html", "") for o in outputs(nb, 7))
-    assert errors(nb) == [(9, "ZeroDivisionError")]
-    assert "1,1" in text(nb, 11) and "results.csv" in text(nb, 12)
+# 01-getting-started.ipynb runs through `backend-jupyter demo` (tests/test_cli.py), cell by cell checked.
 
 
 def test_02_magics(server):
