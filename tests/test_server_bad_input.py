@@ -204,9 +204,12 @@ def test_absolute_home_work_path_is_allowed(api, sess):
 
 
 def multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    """One file part; a name that is not valid Unicode (a lone surrogate) goes as the bytes it
+    stands for (``surrogatepass``): invalid UTF-8, as a hostile client would send it."""
     boundary = "bNdRy"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"src\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"src\"; filename=\"".encode()
+            + name.encode("utf-8", "surrogatepass")
+            + b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" + data + f"\r\n--{boundary}--\r\n".encode())
     return body, f"multipart/form-data; boundary={boundary}"
 
 
