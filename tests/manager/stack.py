@@ -60,6 +60,8 @@ STACK_DIR = Path(os.environ.get("BJ_MANAGER_STACK_DIR", "/tmp/backend_jupyter-ma
 PORT_BASE = int(os.environ.get("BJ_MANAGER_PORT_BASE", "28100"))
 CONSTRAINTS = HERE / f"constraints-{VERSION}.txt"
 PACKAGES = [f"backend.ai-{p}=={VERSION}" for p in ("manager", "agent", "client", "kernel")]
+# Installed with the others on a fresh build, in a second pip step into a venv cached before it was added.
+STORAGE_PACKAGE = f"backend.ai-storage-proxy=={VERSION}"
 DEBIAN_PACKAGES = ["postgresql", "redis-server", "etcd-server"]
 
 ADMIN_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -306,11 +308,20 @@ def install_debian_packages(missing: list[str], logs: Path | None) -> None:
         raise StackUnavailable("PostgreSQL/Redis/etcd are still missing after apt-get install")
 
 
+def venv_pip(exe: Path) -> list[str]:
+    pip = [str(exe), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    if CONSTRAINTS.exists():
+        pip += ["-c", str(CONSTRAINTS)]
+    return pip
+
+
 def ensure_venv(logs: Path) -> Path:
-    """The venv's python (built on first use, ~85 s and ~700 MB)."""
+    """The venv's python (built on first use, ~85 s and ~700 MB); a venv cached before the storage
+    proxy joined gets it in a second pip step (its marker: ``.storage-proxy``)."""
     exe = VENV / "bin" / "python"
     marker = VENV / ".complete"
     if marker.exists() and exe.exists():
+        ensure_storage_proxy(exe, logs)
         return exe
     python = find_python313()
     if python is None:
@@ -323,15 +334,30 @@ def ensure_venv(logs: Path) -> Path:
         try:
             subprocess.run([python, "-m", "venv", str(VENV)], check=True, stdout=out, stderr=subprocess.STDOUT,
                            timeout=VENV_TIMEOUT)
-            pip = [str(exe), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-            if CONSTRAINTS.exists():
-                pip += ["-c", str(CONSTRAINTS)]
-            subprocess.run([*pip, *PACKAGES], check=True, stdout=out, stderr=subprocess.STDOUT, timeout=VENV_TIMEOUT)
+            subprocess.run([*venv_pip(exe), *PACKAGES, STORAGE_PACKAGE], check=True, stdout=out,
+                           stderr=subprocess.STDOUT, timeout=VENV_TIMEOUT)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
             raise StackError(f"building the venv failed ({e})" + tail_hint(logs / "venv.log")) from None
+    (VENV / ".storage-proxy").write_text(f"{STORAGE_PACKAGE}\n")
     marker.write_text(f"{VERSION} {time.monotonic() - started:.0f}s\n")
     log_line(f"venv built in {time.monotonic() - started:.0f} s")
     return exe
+
+
+def ensure_storage_proxy(exe: Path, logs: Path) -> None:
+    marker = VENV / ".storage-proxy"
+    if marker.exists() and marker.read_text().strip() == STORAGE_PACKAGE:
+        return
+    log_line(f"installing {STORAGE_PACKAGE} into the cached venv {VENV}")
+    started = time.monotonic()
+    with open(logs / "venv.log", "ab") as out:
+        try:
+            subprocess.run([*venv_pip(exe), STORAGE_PACKAGE], check=True, stdout=out, stderr=subprocess.STDOUT,
+                           timeout=VENV_TIMEOUT)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            raise StackError(f"installing the storage proxy failed ({e})" + tail_hint(logs / "venv.log")) from None
+    marker.write_text(f"{STORAGE_PACKAGE}\n")
+    log_line(f"storage proxy installed in {time.monotonic() - started:.0f} s")
 
 
 # -- state ----------------------------------------------------------------------------------------
