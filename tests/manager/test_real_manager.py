@@ -37,7 +37,7 @@ from backend_jupyter.client import (
     VFolder,
     VFolderNotFound,
 )
-from backend_jupyter.config import Config
+from backend_jupyter.config import Config, parse_mounts
 from backend_jupyter.display import strip_ansi
 from backend_jupyter.execution import (
     PROBE_TIMEOUT,
@@ -725,6 +725,34 @@ def test_vfolder_fsspec_filesystem(manager_stack, vfolder_name, tmp_path):
     fs.rm(f"{root}/d1", recursive=True)
     fs.invalidate_cache()
     assert sorted(fs.ls(root, detail=False)) == [f"{root}/a", f"{root}/written.txt"]
+
+
+def test_vfolder_mounted_in_a_session(manager_stack, vfolder_name, tmp_path):
+    """A session created with the folder mounted (BACKEND_VFOLDER_MOUNTS: the config's vfolder_mounts)
+    reads the uploaded file under /home/work/NAME, and what it writes there comes back through the proxy."""
+    payload = os.urandom(4096)
+    (tmp_path / "seen.bin").write_bytes(payload)
+    cfg = config(manager_stack, vfolder_mounts=parse_mounts(vfolder_name))
+    code = (f"import hashlib, os; p = '/home/work/{vfolder_name}/seen.bin'; "
+            f"print(hashlib.sha256(open(p, 'rb').read()).hexdigest(), os.path.getsize(p)); "
+            f"_ = open('/home/work/{vfolder_name}/from-session.txt', 'w').write('written in the session')")
+
+    async def go():
+        async with APIClient(cfg) as api:
+            await VFolder.create(api, vfolder_name)
+            folder = VFolder(api, vfolder_name)
+            await folder.upload_file(tmp_path / "seen.bin", "seen.bin")
+            session = await new_session(manager_stack, api, "vfmount")
+            try:
+                events = await collect(session, code, "poll")
+                written = await folder.read(await folder.download_url("from-session.txt"))
+            finally:
+                await session.destroy()
+            return session.name, events, written
+    name, events, written = arun(go(), 240)
+    wait_terminated(manager_stack, name)
+    assert stdout(events).split() == [hashlib.sha256(payload).hexdigest(), "4096"], events
+    assert written == b"written in the session"
 
 
 # -- the wrapper kernel ----------------------------------------------------------------------------
