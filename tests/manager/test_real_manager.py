@@ -755,6 +755,32 @@ def test_vfolder_mounted_in_a_session(manager_stack, vfolder_name, tmp_path):
     assert written == b"written in the session"
 
 
+def test_vfolder_magics(manager_stack, vfolder_name, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    (tmp_path / "data").mkdir()
+    payload = os.urandom(200_000)
+    (tmp_path / "data" / "blob.bin").write_bytes(payload)
+    ipy = KernelDriver(manager_stack.env(), kernel_name="python3", cwd=tmp_path)
+    try:
+        assert ipy.execute("%load_ext backend_jupyter").status == "ok"
+        created = ipy.execute(f"%backend_vfolder create {vfolder_name}")
+        assert f"Created vfolder {vfolder_name}." in created.stream(), created.messages
+        assert vfolder_name in ipy.execute("%backend_vfolder list").stream()
+        up = ipy.execute(f"%backend_vfolder upload {vfolder_name} data --dest in")
+        assert up.status == "ok", up.messages
+        listing = ipy.execute(f"%backend_vfolder ls {vfolder_name} in/data").stream()
+        assert re.search(r"^- +200000 blob\.bin$", listing, re.M), listing
+        down = ipy.execute(f"%backend_vfolder download {vfolder_name} in/data/blob.bin --dest out")
+        assert down.status == "ok", down.messages
+        assert (tmp_path / "out" / "in" / "data" / "blob.bin").read_bytes() == payload
+        deleted = ipy.execute(f"%backend_vfolder delete {vfolder_name}")
+        assert f"Deleted vfolder {vfolder_name}." in deleted.stream()
+        assert vfolder_name not in ipy.execute("%backend_vfolder list").stream()  # in the trash, not listed
+    finally:
+        ipy.shutdown()
+
+
 # -- the wrapper kernel ----------------------------------------------------------------------------
 
 def start_kernel(manager_stack, *, image: str | None = None, extra_arguments: list[str] | None = None, cwd=None):
