@@ -23,8 +23,9 @@ What ``up`` does, from nothing (every wait is bounded; every PID it starts goes 
    ``python``, and adds it to the permission graph.
 6. Starts Backend.AI's storage proxy (``backend.ai-storage-proxy``, one ``vfs`` volume ``volume1`` under
    the stack directory, plain HTTP on both its APIs), wired to the manager through etcd ``volumes``
-   (host ``local:volume1``), then the manager and a dummy-mode agent (agent_launcher.py) whose kernels are Backend.AI's own
-   kernel runner + an ipykernel on the host, confined to a private mount namespace and loopback.
+   (host ``local:volume1``), then the manager and a dummy-mode agent (agent_launcher.py) whose kernels
+   are Backend.AI's own kernel runner + an ipykernel on the host, confined to a private mount namespace
+   and loopback (the session's vfolders bound in).
 7. Adds the admin user to the ``default`` project through the API (the official SDK's CLI), and checks
    that the manager lists the storage proxy's volume (``backend.ai vfolder list-hosts``).
 

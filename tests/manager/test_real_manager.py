@@ -3,8 +3,9 @@ execute loop, the wrapper kernel and the magics, end to end.
 
 The stack's agent is the dummy one with execution handed to Backend.AI's own kernel runner, so what
 is checked here is what a user of a real cluster sees, except the parts only Docker provides (service
-ports).  Vfolders go through Backend.AI's own storage proxy (a ``vfs`` volume, ``local:volume1``).  Known manager/agent bugs are pinned as observations; known
-client bugs are ``xfail(strict=True)`` so that fixing them turns the test red until the marker goes.
+ports).  Vfolders go through Backend.AI's own storage proxy (a ``vfs`` volume, ``local:volume1``).
+Known manager/agent bugs are pinned as observations; known client bugs are ``xfail(strict=True)`` so
+that fixing them turns the test red until the marker goes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from yarl import URL
 
 from backend_jupyter.client import (
     AlreadyExists,
@@ -650,7 +652,6 @@ def test_vfolder_tus_head_reports_the_offset(manager_stack, vfolder_name):
             folder = VFolder(api, vfolder_name)
             grant = await api.request("POST", await folder._path("/request-upload"),
                                       json={"path": "part.bin", "size": 10}, idempotent=True)
-            from yarl import URL
             url = URL(grant["url"]).with_query({"token": grant["token"]})
             before = await folder._tus_offset(url, "part.bin")
             headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream",
@@ -770,7 +771,7 @@ def test_vfolder_magics(manager_stack, vfolder_name, tmp_path):
         up = ipy.execute(f"%backend_vfolder upload {vfolder_name} data --dest in")
         assert up.status == "ok", up.messages
         listing = ipy.execute(f"%backend_vfolder ls {vfolder_name} in/data").stream()
-        assert re.search(r"^- +200000 blob\.bin$", listing, re.M), listing
+        assert re.search(r"^- +200000 blob\.bin$", listing, re.MULTILINE), listing
         down = ipy.execute(f"%backend_vfolder download {vfolder_name} in/data/blob.bin --dest out")
         assert down.status == "ok", down.messages
         assert (tmp_path / "out" / "in" / "data" / "blob.bin").read_bytes() == payload
