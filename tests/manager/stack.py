@@ -444,6 +444,8 @@ class Stack:
         state = read_state()
         if state.get("status") != "up" or state.get("port_base") != self.ports.postgres:
             return False
+        if "storage-proxy" not in state.get("procs", {}):  # brought up by a harness without it: redo
+            return False
         if not all(alive(pid, start) for name, pid, start in recorded_processes(state) if name != "kernel-runner"):
             return False
         with contextlib.suppress(Exception):
