@@ -466,6 +466,8 @@ async def vfolder(host: Host, args) -> None:
     api = await host.client()
     if args.subcommand == "list":
         for f in await VFolder.list(api):
+            if str(f.get("status") or "").startswith("delete"):  # 26.9: deleted folders stay listed (the trash)
+                continue
             host.emit(Say(f"{f['name']:30} {f.get('permission', ''):4} {f.get('usage_mode', '')}".rstrip()))
         return
     folder = VFolder(api, args.folder)

@@ -55,7 +55,7 @@ def _oserror(e: BackendAPIError, path: str) -> OSError:
         return PermissionError(errno.EACCES, f"{path}: {e.msg or e.title}", path)
     if "File exists" in text or "already exists" in text:
         return FileExistsError(errno.EEXIST, f"{path}: {e.msg or e.title}", path)
-    if "is a directory" in text:
+    if "is a directory" in text or "not a regular file" in text:
         return IsADirectoryError(errno.EISDIR, f"{path}: {e.msg or e.title}", path)
     if "is not a directory" in text:
         return NotADirectoryError(errno.ENOTDIR, f"{path}: {e.msg or e.title}", path)
@@ -135,15 +135,22 @@ class BackendAIFileSystem(AsyncFileSystem):
         folder, rel = split(path)
         api = await self._client()
         if not folder:
+            # A deleted folder stays listed (status "delete-pending": the trash) until purged.
             return [{"name": f["name"], "type": "directory", "size": 0, "permission": f.get("permission")}
-                    for f in await VFolder.list(api)]
+                    for f in await VFolder.list(api) if not str(f.get("status") or "").startswith("delete")]
         try:
             items = await VFolder(api, folder).list_files(rel or ".")
         except BackendAPIError as e:
             error = _oserror(e, path)
-            if isinstance(error, NotADirectoryError):
-                return [await self._info(path)]
+            if rel and type(error) in (OSError, NotADirectoryError):
+                # A file or a missing path: the storage proxy answers both with a bare 400
+                # ("Bad request to storage proxy"); the parent's listing tells them apart.
+                info = await self._info(path)  # FileNotFoundError if missing
+                if info["type"] != "directory":
+                    return [info]
             raise error from None
+        if not rel:  # the storage proxy's own directory of unfinished uploads
+            items = [item for item in items if not (item["name"] == ".upload" and item.get("type") == "DIRECTORY")]
         return [{"name": f"{path}/{item['name']}", "size": int(item.get("size") or 0), "mtime": _timestamp(item.get("modified")),
                  "type": "directory" if item.get("type") == "DIRECTORY" else "file"} for item in items]
 
@@ -174,7 +181,10 @@ class BackendAIFileSystem(AsyncFileSystem):
             end = size + end if end is not None and end < 0 else end
         url = await self._url(path)
         folder = await self._folder(split(path)[0])
-        return await folder.read(url, start, end)
+        try:
+            return await folder.read(url, start, end)
+        except BackendAPIError as e:  # the transfer URL is granted for any path; the GET says what is wrong
+            raise _oserror(e, path) from None
 
     async def _url(self, path: str):
         folder, rel = split(path)
@@ -198,7 +208,10 @@ class BackendAIFileSystem(AsyncFileSystem):
             return
         callback.set_size(info["size"])
         url = await self._url(rpath)
-        await (await self._folder(split(rpath)[0])).save(url, Path(lpath), callback.relative_update)
+        try:
+            await (await self._folder(split(rpath)[0])).save(url, Path(lpath), callback.relative_update)
+        except BackendAPIError as e:
+            raise _oserror(e, rpath) from None
 
     # -- writing --------------------------------------------------------------------------------
     async def _put_file(self, lpath: str, rpath: str, callback=DEFAULT_CALLBACK, mode: str = "overwrite",
@@ -239,7 +252,16 @@ class BackendAIFileSystem(AsyncFileSystem):
             else:
                 await VFolder(api, folder).mkdir(rel, parents=create_parents, exist_ok=False)
         except BackendAPIError as e:
-            raise _oserror(e, path) from None
+            error = _oserror(e, path)
+            if rel and type(error) is OSError:
+                # 26.9 answers an existing path and a missing parent alike (400, "Unexpected error
+                # 422 from storage proxy"): look.
+                self.invalidate_cache(path)
+                if await self._exists(path):
+                    error = FileExistsError(errno.EEXIST, f"{path}: exists", path)
+                elif not await self._exists(self._parent(path)):
+                    error = FileNotFoundError(errno.ENOENT, f"{path}: the parent directory does not exist", path)
+            raise error from None
         finally:
             self.invalidate_cache(path)
 
@@ -270,6 +292,10 @@ class BackendAIFileSystem(AsyncFileSystem):
             if not rel:
                 raise PermissionError(errno.EPERM, f"{one}: a whole folder is not removed through the filesystem "
                                                    "(%backend_vfolder delete does it)", one)
+            # 26.9 deletes nothing and says nothing for a missing path or (non-recursive) a directory.
+            info = await self._info(one)  # FileNotFoundError if missing
+            if info["type"] == "directory" and not recursive:
+                raise IsADirectoryError(errno.EISDIR, f"{one}: is a directory; pass recursive=True", one)
             try:
                 await (await self._folder(folder)).delete_files([rel], recursive=recursive)
             except BackendAPIError as e:
@@ -313,7 +339,10 @@ class BackendAIFile(AbstractBufferedFile):
         if self._url is None:
             self._url = sync(self.fs.loop, self.fs._url, self.path)
         folder = sync(self.fs.loop, self.fs._folder, split(self.path)[0])
-        return sync(self.fs.loop, folder.read, self._url, start, end)
+        try:
+            return sync(self.fs.loop, folder.read, self._url, start, end)
+        except BackendAPIError as e:
+            raise _oserror(e, self.path) from None
 
     def _initiate_upload(self) -> None:
         self._spool = tempfile.NamedTemporaryFile(prefix="backendai-")  # the upload needs the size first

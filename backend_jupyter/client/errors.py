@@ -169,6 +169,9 @@ def error_from_response(status: int, text: str, *, retry_after: float | None = N
         return ServerError(status, body, **kw)
     if "already-exists" in slug or "already-exists" in code:
         return AlreadyExists(status, body, **kw)
+    if status in (400, 409) and "already exists" in str(body.get("msg") or "").lower():
+        # 26.9.6: a duplicate vfolder name is a generic 400 (api_generic_invalid-parameters), said in msg.
+        return AlreadyExists(status, body, **kw)
     if status == 400:
         return BadRequest(status, body, **kw)
     return BackendAPIError(status, body, **kw)

@@ -85,7 +85,8 @@ class VFolder:
 
     async def list_files(self, path: str = ".") -> list[dict[str, Any]]:
         """Entries as ``{"name", "type" ("FILE"/"DIRECTORY"/"SYMLINK"), "size", "modified"}``."""
-        data = await self.client.request("GET", await self._path("/files"), json={"path": path})
+        # The path goes in the query string: 26.9 reads only that (a JSON body is ignored: the root is listed).
+        data = await self.client.request("GET", await self._path("/files"), params={"path": path})
         if "items" in data:
             return list(data["items"])
         return [
@@ -131,9 +132,11 @@ class VFolder:
                                           json={"path": remote, "size": size}, idempotent=True)
         url = URL(grant["url"]).with_query({"token": grant["token"]})
         headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
-        offset, failures = 0, 0
+        offset, failures, sent = 0, 0, False
         with open(local, "rb") as f:
-            while offset < size:
+            # An empty file still takes one (empty) PATCH: the storage proxy moves an upload into
+            # place when a PATCH brings it to its size, so without one the file never appears.
+            while offset < size or not sent:
                 f.seek(offset)
                 chunk = f.read(TUS_CHUNK)
                 try:
@@ -145,12 +148,15 @@ class VFolder:
                             raise TransferFailed(f"Uploading {remote!r} failed at byte {offset} (HTTP {resp.status})")
                         else:
                             new_offset = int(resp.headers.get("Upload-Offset", offset + len(chunk)))
+                        sent = True
                 except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
                     failures += 1
                     if failures > TUS_RETRIES:
                         raise TransferFailed(f"Uploading {remote!r} broke off at byte {offset}: {e}") from None
                     await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
                     new_offset = await self._tus_offset(url, remote)
+                if sent and new_offset == offset == size:  # the empty file
+                    break
                 if new_offset > offset:
                     failures = 0
                     if progress is not None:

@@ -13,6 +13,8 @@ them.  Here, before the agent starts (its worker is forked, so the patches carry
   is a tmpfs, with ``/home/work`` and ``/home/config`` bound from ``<stack>/kernels/<kernel id>/``;
   its ZeroMQ ports are picked free and bound on 127.0.0.1 (krunner_launcher.py);
 * ``execute``, ``interrupt`` and completion go to that runner as the docker backend does;
+* the session's vfolders (the stack's storage proxy volume is on this host) are bind-mounted under
+  ``/home/work/<name>`` in that namespace, read-only unless mounted ``rw``;
 * uploads, downloads and file listings act on the kernel's work directory on the host, as the
   docker backend does on its scratch directory;
 * destroy/clean stop the runner; the registry cleanup only reaps kernels whose runner died;
@@ -85,7 +87,7 @@ def _write_kernelspec() -> None:
     }))
 
 
-def _spawn_runner(kernel_id, environ) -> tuple[subprocess.Popen, int, int]:
+def _spawn_runner(kernel_id, environ, binds=()) -> tuple[subprocess.Popen, int, int]:
     kdir = _kernel_dir(kernel_id)
     work, config = kdir / "work", kdir / "config"
     work.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,11 @@ def _spawn_runner(kernel_id, environ) -> tuple[subprocess.Popen, int, int]:
         "set -e; mount -t tmpfs -o mode=0755 bj-kernel-home /home; "
         "mkdir -p /home/work /home/config; "
         f"mount --bind '{work}' /home/work; mount --bind '{config}' /home/config; "
+        + "".join(
+            f"mkdir -p '{target}'; mount --bind '{source}' '{target}'; "
+            + ("" if writable else f"mount -o remount,bind,ro '{target}'; ")
+            for source, target, writable in binds
+        ) +
         f"cd /home/work; exec '{sys.executable}' '{KRUNNER_LAUNCHER}' python '{RUNTIME_PYTHON}'"
     )
     env = {
@@ -157,7 +164,8 @@ def _confined(kernel_id, container_path) -> Path:
 async def start_container(self, kernel_obj, cmdargs, resource_opts, preopen_ports, cluster_info):
     kernel_id = str(self.kernel_id)
     _stop_runner(kernel_id)  # a restart re-creates the kernel
-    proc, repl_in, repl_out = _spawn_runner(kernel_id, getattr(kernel_obj, "environ", None))
+    proc, repl_in, repl_out = _spawn_runner(kernel_id, getattr(kernel_obj, "environ", None),
+                                            getattr(self, "bj_vfolder_binds", ()))
     RUNNERS[kernel_id] = proc
     deadline = time.monotonic() + RUNNER_START_TIMEOUT
     while not (_listening(repl_in) and _listening(repl_out)):
@@ -186,7 +194,18 @@ async def prepare_container(self, resource_spec, environ, service_ports, cluster
     return kernel
 
 
+async def process_mounts(self, mounts):
+    """The session's vfolders (bind mounts under /home/work, from the storage proxy's volume on this
+    host) are bound into the runner's mount namespace like Docker binds them into a container."""
+    self.bj_vfolder_binds = [
+        (str(m.source), str(m.target), m.permission.value in ("rw", "wd"))
+        for m in mounts
+        if m.source is not None and str(m.target).startswith("/home/work/") and "'" not in f"{m.source}{m.target}"
+    ]
+
+
 _orig_prepare_container = dummy_agent.DummyKernelCreationContext.prepare_container
+dummy_agent.DummyKernelCreationContext.process_mounts = process_mounts
 dummy_agent.DummyKernelCreationContext.start_container = start_container
 dummy_agent.DummyKernelCreationContext.prepare_container = prepare_container
 

@@ -11,17 +11,23 @@ What ``up`` does, from nothing (every wait is bounded; every PID it starts goes 
    (``apt-get``, only as root or with password-less sudo).  What is missing and cannot be had raises
    :class:`StackUnavailable` with a one-line reason.
 2. Builds (once; cached in ``~/.cache/backend_jupyter-tests/manager-26.9.6``) a Python 3.13 venv with
-   ``backend.ai-manager``, ``-agent``, ``-client`` and ``-kernel`` 26.9.6.
+   ``backend.ai-manager``, ``-agent``, ``-client``, ``-kernel`` and ``-storage-proxy`` 26.9.6.
 3. Starts PostgreSQL 15, Redis 7 and etcd 3.4 on 127.0.0.1 with private data directories under the
    stack directory (not the system services).
 4. Uses the manager's own CLI: ``mgr etcd put``/``put-json`` (its etcd config), ``mgr schema oneshot``,
    ``mgr fixture populate`` of Backend.AI's halfstack fixtures (halfstack/, see its README),
-   ``mgr permissions emit`` → populate → ``mgr permissions provision`` (roles).
+   ``mgr permissions emit`` → populate → ``mgr permissions provision`` (roles); then the manager's own
+   backfill migrations give the fixtures' users their personal projects (personal_projects.py: personal
+   vfolders are created there).
 5. Registers the session image (no registry is reachable) directly in the database, with its alias
    ``python``, and adds it to the permission graph.
-6. Starts the manager and a dummy-mode agent (agent_launcher.py) whose kernels are Backend.AI's own
-   kernel runner + an ipykernel on the host, confined to a private mount namespace and loopback.
-7. Adds the admin user to the ``default`` project through the API (the official SDK's CLI).
+6. Starts Backend.AI's storage proxy (``backend.ai-storage-proxy``, one ``vfs`` volume ``volume1`` under
+   the stack directory, plain HTTP on both its APIs), wired to the manager through etcd ``volumes``
+   (host ``local:volume1``), then the manager and a dummy-mode agent (agent_launcher.py) whose kernels
+   are Backend.AI's own kernel runner + an ipykernel on the host, confined to a private mount namespace
+   and loopback (the session's vfolders bound in).
+7. Adds the admin user to the ``default`` project through the API (the official SDK's CLI), and checks
+   that the manager lists the storage proxy's volume (``backend.ai vfolder list-hosts``).
 
 Environment: ``BJ_MANAGER_STACK_DIR`` (default /tmp/backend_jupyter-manager-stack),
 ``BJ_MANAGER_PORT_BASE`` (default 28100; the stack uses the 200 ports from there),
@@ -60,6 +66,8 @@ STACK_DIR = Path(os.environ.get("BJ_MANAGER_STACK_DIR", "/tmp/backend_jupyter-ma
 PORT_BASE = int(os.environ.get("BJ_MANAGER_PORT_BASE", "28100"))
 CONSTRAINTS = HERE / f"constraints-{VERSION}.txt"
 PACKAGES = [f"backend.ai-{p}=={VERSION}" for p in ("manager", "agent", "client", "kernel")]
+# Installed with the others on a fresh build, in a second pip step into a venv cached before it was added.
+STORAGE_PACKAGE = f"backend.ai-storage-proxy=={VERSION}"
 DEBIAN_PACKAGES = ["postgresql", "redis-server", "etcd-server"]
 
 ADMIN_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -79,6 +87,13 @@ SERVICE_TIMEOUT = 60
 CLI_TIMEOUT = 300
 MANAGER_TIMEOUT = 240
 AGENT_TIMEOUT = 180
+STORAGE_TIMEOUT = 60
+
+# The storage proxy's volume (a ``vfs`` directory under the stack directory) as the manager names it.
+VOLUME_NAME = "volume1"
+VOLUME_HOST = f"local:{VOLUME_NAME}"
+# The manager <-> storage proxy secret (etcd ``volumes/proxies/local/secret`` = the proxy's [api.manager] secret).
+STORAGE_MANAGER_SECRET = "some-secret-shared-with-storage-proxy"
 STOP_TIMEOUT = 20
 
 
@@ -107,8 +122,11 @@ class Ports:
     agent_aiomonitor_termui: int
     agent_aiomonitor_webui: int
     agent_metadata: int
-    storage_client: int  # advertised in etcd; nothing listens (no storage proxy in this stack)
-    storage_manager: int
+    storage_client: int  # the storage proxy: client-facing API (uploads/downloads)
+    storage_manager: int  # manager-facing API (plain HTTP; advertised as such in etcd)
+    storage_internal: int
+    storage_aiomonitor_termui: int
+    storage_aiomonitor_webui: int
     container_range: tuple[int, int]
 
     @classmethod
@@ -306,11 +324,20 @@ def install_debian_packages(missing: list[str], logs: Path | None) -> None:
         raise StackUnavailable("PostgreSQL/Redis/etcd are still missing after apt-get install")
 
 
+def venv_pip(exe: Path) -> list[str]:
+    pip = [str(exe), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    if CONSTRAINTS.exists():
+        pip += ["-c", str(CONSTRAINTS)]
+    return pip
+
+
 def ensure_venv(logs: Path) -> Path:
-    """The venv's python (built on first use, ~85 s and ~700 MB)."""
+    """The venv's python (built on first use, ~85 s and ~700 MB); a venv cached before the storage
+    proxy joined gets it in a second pip step (its marker: ``.storage-proxy``)."""
     exe = VENV / "bin" / "python"
     marker = VENV / ".complete"
     if marker.exists() and exe.exists():
+        ensure_storage_proxy(exe, logs)
         return exe
     python = find_python313()
     if python is None:
@@ -323,15 +350,30 @@ def ensure_venv(logs: Path) -> Path:
         try:
             subprocess.run([python, "-m", "venv", str(VENV)], check=True, stdout=out, stderr=subprocess.STDOUT,
                            timeout=VENV_TIMEOUT)
-            pip = [str(exe), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-            if CONSTRAINTS.exists():
-                pip += ["-c", str(CONSTRAINTS)]
-            subprocess.run([*pip, *PACKAGES], check=True, stdout=out, stderr=subprocess.STDOUT, timeout=VENV_TIMEOUT)
+            subprocess.run([*venv_pip(exe), *PACKAGES, STORAGE_PACKAGE], check=True, stdout=out,
+                           stderr=subprocess.STDOUT, timeout=VENV_TIMEOUT)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
             raise StackError(f"building the venv failed ({e})" + tail_hint(logs / "venv.log")) from None
+    (VENV / ".storage-proxy").write_text(f"{STORAGE_PACKAGE}\n")
     marker.write_text(f"{VERSION} {time.monotonic() - started:.0f}s\n")
     log_line(f"venv built in {time.monotonic() - started:.0f} s")
     return exe
+
+
+def ensure_storage_proxy(exe: Path, logs: Path) -> None:
+    marker = VENV / ".storage-proxy"
+    if marker.exists() and marker.read_text().strip() == STORAGE_PACKAGE:
+        return
+    log_line(f"installing {STORAGE_PACKAGE} into the cached venv {VENV}")
+    started = time.monotonic()
+    with open(logs / "venv.log", "ab") as out:
+        try:
+            subprocess.run([*venv_pip(exe), STORAGE_PACKAGE], check=True, stdout=out, stderr=subprocess.STDOUT,
+                           timeout=VENV_TIMEOUT)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            raise StackError(f"installing the storage proxy failed ({e})" + tail_hint(logs / "venv.log")) from None
+    marker.write_text(f"{STORAGE_PACKAGE}\n")
+    log_line(f"storage proxy installed in {time.monotonic() - started:.0f} s")
 
 
 # -- state ----------------------------------------------------------------------------------------
@@ -402,6 +444,8 @@ class Stack:
         state = read_state()
         if state.get("status") != "up" or state.get("port_base") != self.ports.postgres:
             return False
+        if "storage-proxy" not in state.get("procs", {}):  # brought up by a harness without it: redo
+            return False
         if not all(alive(pid, start) for name, pid, start in recorded_processes(state) if name != "kernel-runner"):
             return False
         with contextlib.suppress(Exception):
@@ -436,9 +480,11 @@ class Stack:
             self._step("redis", self.start_redis)
             self._step("etcd", self.start_etcd)
             self._step("configure", self.configure)
+            self._step("storage-proxy", self.start_storage_proxy)
             self._step("manager", self.start_manager)
             self._step("agent", self.start_agent)
             self._step("project", self.join_project)
+            self._step("volume", self.check_volume)
             if smoke:
                 self._step("smoke", self.smoke)
         except BaseException:
@@ -584,8 +630,15 @@ class Stack:
             "localhost:8100", f"127.0.0.1:{self.ports.postgres}"))
         volumes = json.loads((half / "sample.etcd.volumes.json").read_text())
         volumes["proxies"]["local"]["client_api"] = f"http://127.0.0.1:{self.ports.storage_client}"
-        volumes["proxies"]["local"]["manager_api"] = f"https://127.0.0.1:{self.ports.storage_manager}"
+        volumes["proxies"]["local"]["manager_api"] = f"http://127.0.0.1:{self.ports.storage_manager}"
+        volumes["proxies"]["local"]["secret"] = STORAGE_MANAGER_SECRET
+        volumes["default_host"] = VOLUME_HOST
         (mdir / "etcd.volumes.json").write_text(json.dumps(volumes))
+        sdir = self.dir / "storage-proxy"
+        (sdir / VOLUME_NAME).mkdir(parents=True)
+        # The vfolder layout version the proxy expects (else it logs "an old vfolder structure (v2)").
+        (sdir / VOLUME_NAME / "version.txt").write_text("3\n")
+        (sdir / "storage-proxy.toml").write_text(self.storage_proxy_toml())
         shutil.copy(half / "sample.etcd.redis-helper.json", mdir / "etcd.redis-helper.json")
         (adir / "agent.toml").write_text(self.agent_toml())
         (adir / "agent.dummy.toml").write_text(self.agent_dummy_toml(half))
@@ -605,7 +658,15 @@ class Stack:
         self.mgr("permissions", "emit", "--repository", mdir)
         self.populate(["fixtures/manager/example-role-presets.json"])
         self.mgr("permissions", "provision")
+        self.personal_projects()
         self.register_image()
+
+    def personal_projects(self) -> None:
+        """Personal vfolders live in their owner's personal project, which the fixtures' users lack:
+        the manager's own backfill migrations give them one (see personal_projects.py)."""
+        self.run("manager-cli", [VENV / "bin" / "python", Path(__file__).with_name("personal_projects.py"),
+                                 "127.0.0.1", self.ports.postgres, DB_NAME, DB_USER],
+                 cwd=self.dir / "manager", env={**self.manager_env(), "PGPASSWORD": DB_PASSWORD})
 
     def register_image(self) -> None:
         """No registry is reachable: the image row (and alias) go into the database directly."""
@@ -732,6 +793,71 @@ type = "object_storage"
 bucket-name = "backendai-storage"
 """
 
+    def storage_proxy_toml(self) -> str:
+        """From Backend.AI's halfstack storage-proxy config (halfstack/storage-proxy.halfstack.toml):
+        loopback ports, plain HTTP on both APIs, one ``vfs`` volume under the stack directory, no
+        artifact registries/storages (nothing here reaches them)."""
+        p = self.ports
+        d = self.dir / "storage-proxy"
+        return f"""\
+[etcd]
+namespace = "local"
+addr = {{ host = "127.0.0.1", port = {p.etcd} }}
+user = ""
+password = ""
+
+[storage-proxy]
+node-id = "i-bj-storage-proxy"
+num-proc = 1
+pid-file = "{d}/storage-proxy.pid"
+event-loop = "asyncio"
+ipc-base-path = "{d}/ipc"
+scandir-limit = 1000
+max-upload-size = "100g"
+secret = "bj-storage-proxy-session-token-secret"
+session-expire = "1d"
+aiomonitor-termui-port = {p.storage_aiomonitor_termui}
+aiomonitor-webui-port = {p.storage_aiomonitor_webui}
+use-watcher = false
+
+[api.client]
+service-addr = {{ host = "127.0.0.1", port = {p.storage_client} }}
+ssl-enabled = false
+
+[api.manager]
+service-addr = {{ host = "127.0.0.1", port = {p.storage_manager} }}
+internal-addr = {{ host = "127.0.0.1", port = {p.storage_internal} }}
+ssl-enabled = false
+secret = "{STORAGE_MANAGER_SECRET}"
+
+[pyroscope]
+enabled = false
+
+[debug]
+enabled = false
+
+[logging]
+level = "INFO"
+drivers = ["console"]
+
+[logging.pkg-ns]
+"" = "WARNING"
+"aiotools" = "INFO"
+"aiohttp" = "INFO"
+"ai.backend" = "INFO"
+
+[logging.console]
+colored = false
+format = "verbose"
+
+[volume.{VOLUME_NAME}]
+backend = "vfs"
+path = "{d / VOLUME_NAME}"
+
+[otel]
+enabled = false
+"""
+
     def agent_toml(self) -> str:
         p = self.ports
         d = self.dir / "agent"
@@ -819,6 +945,31 @@ enabled = false
         return text
 
     # -- services -----------------------------------------------------------------------------
+    def storage_hello(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports.storage_manager}/", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def start_storage_proxy(self) -> None:
+        """Backend.AI's storage proxy on the stack's etcd/Redis; ready when its manager-facing API
+        answers with its version and the client-facing one accepts connections."""
+        log = self.logs / "storage-proxy.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "SORNA_"))}
+        env.update(PYTHONUNBUFFERED="1")
+        proc = self.spawn("storage-proxy", [self.venv_python, "-m", "ai.backend.storage.server", "-f",
+                                            "storage-proxy.toml"], cwd=self.dir / "storage-proxy", env=env)
+        wait_for("storage proxy (GET / on its manager API)",
+                 lambda: self.storage_hello().get("storage-proxy") == VERSION and port_open(self.ports.storage_client),
+                 STORAGE_TIMEOUT, proc=proc, log=log, interval=0.5)
+
+    def check_volume(self) -> None:
+        """The manager reaches the storage proxy: its volume is among the admin's vfolder hosts."""
+        env = self.info().env()
+        env["BACKEND_ENDPOINT_TYPE"] = "api"
+        r = self.run("client-cli", [self.bai, "vfolder", "list-hosts"], env=env, timeout=60, check=False)
+        if VOLUME_HOST.encode() not in r.stdout:
+            raise StackError(f"the manager does not list the vfolder host {VOLUME_HOST}"
+                             + tail_hint(self.logs / "client-cli.log", 20) + tail_hint(self.logs / "storage-proxy.log"))
+
     def start_manager(self) -> None:
         log = self.logs / "manager.log"
         proc = self.spawn("manager", [self.bai, "mgr", "start-server", "-f", "manager.toml"], cwd=self.dir / "manager",

@@ -3,27 +3,33 @@ execute loop, the wrapper kernel and the magics, end to end.
 
 The stack's agent is the dummy one with execution handed to Backend.AI's own kernel runner, so what
 is checked here is what a user of a real cluster sees, except the parts only Docker provides (service
-ports, vfolders through a storage proxy).  Known manager/agent bugs are pinned as observations; known
-client bugs are ``xfail(strict=True)`` so that fixing them turns the test red until the marker goes.
+ports).  Vfolders go through Backend.AI's own storage proxy (a ``vfs`` volume, ``local:volume1``).
+Known manager/agent bugs are pinned as observations; known client bugs are ``xfail(strict=True)`` so
+that fixing them turns the test red until the marker goes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from yarl import URL
 
 from backend_jupyter.client import (
+    AlreadyExists,
     APIClient,
     AuthenticationFailed,
     BackendAPIError,
@@ -31,8 +37,9 @@ from backend_jupyter.client import (
     NotSupported,
     SessionNotFound,
     VFolder,
+    VFolderNotFound,
 )
-from backend_jupyter.config import Config
+from backend_jupyter.config import Config, parse_mounts
 from backend_jupyter.display import strip_ansi
 from backend_jupyter.execution import (
     PROBE_TIMEOUT,
@@ -48,7 +55,7 @@ from backend_jupyter.execution import (
     run_cell,
 )
 from tests import rich_output as rich
-from tests.manager.stack import API_VERSION, VERSION, StackInfo
+from tests.manager.stack import API_VERSION, VERSION, VOLUME_HOST, StackInfo
 from tests.signed_http import SignedClient
 
 # Generous: the first test also waits for the stack (venv build ~1.5 min, bring-up ~2.5 min).
@@ -506,22 +513,273 @@ def test_session_logs(manager_stack, shared):
     assert "python-kernel" in logs  # the kernel runner's own log
 
 
-def test_vfolders_need_a_storage_proxy(manager_stack):
-    """Not supported by this stack: vfolders live behind a storage proxy (none here), and 26.9.6
-    refuses a folder outside any project. The client reports each failure in plain words."""
+# -- vfolders through Backend.AI's storage proxy ----------------------------------------------------
+
+USER_ACCESS_KEY = "AKIANABBDUSEREXAMPLE"  # the halfstack fixtures' plain user (example-keypairs.json)
+USER_SECRET_KEY = "C8qnIo29EZvXkPK_MXcuAakYTy4NYrxwmCEyNPlf"
+
+
+@pytest.fixture(scope="session")
+def storage_proxy(manager_stack):
+    """The stack's storage proxy, reachable and known to the manager. Not a skip: the stack brings
+    it up, so a stack without it is a broken stack."""
+    url = f"http://127.0.0.1:{manager_stack.ports.storage_manager}/"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            hello = json.loads(resp.read())
+    except OSError as e:
+        pytest.fail(f"the storage proxy does not answer at {url}: {e} (logs: {manager_stack.logs_dir})")
+    assert hello.get("storage-proxy") == VERSION, hello
+
+    async def hosts():
+        async with APIClient(config(manager_stack)) as api:
+            return await api.request("GET", "/folders/_/hosts")
+    data = arun(hosts(), 60)
+    if VOLUME_HOST not in data.get("allowed", []):
+        pytest.fail(f"the manager does not offer {VOLUME_HOST}: {data}")
+    return data
+
+
+async def purge(api: APIClient, name: str) -> None:
+    """Delete (26.9: into the trash, status delete-pending) and purge a folder, whatever state it is in."""
+    folder = VFolder(api, name)
+    with contextlib.suppress(BackendAPIError):
+        await folder.delete()
+    with contextlib.suppress(BackendAPIError):
+        if folder.id is None:
+            rows = [f for f in await VFolder.list(api) if f["name"] == name]
+            folder.id = rows[0]["id"] if rows else None
+        if folder.id is not None:
+            await api.request("POST", "/folders/purge", json={"id": folder.id}, expect="none")
+
+
+@pytest.fixture
+def vfolder_name(manager_stack, storage_proxy):
+    """A fresh folder name; the folder (if created) is deleted and purged afterwards."""
+    name = unique("vf")
+    yield name
+
+    async def cleanup():
+        async with APIClient(config(manager_stack)) as api:
+            await purge(api, name)
+    arun(cleanup(), 60)
+
+
+def test_vfolder_hosts_are_the_storage_proxys_volume(manager_stack, storage_proxy):
+    assert storage_proxy["default"] == VOLUME_HOST
+    assert storage_proxy["volume_info"][VOLUME_HOST]["backend"] == "vfs"
+
+
+@pytest.mark.parametrize("who", ["admin", "user"])
+def test_vfolder_create_list_info_delete(manager_stack, storage_proxy, who):
+    cfg = config(manager_stack) if who == "admin" else config(manager_stack, access_key=USER_ACCESS_KEY,
+                                                                        secret_key=USER_SECRET_KEY)
+    name = unique("vf")
+
+    async def go():
+        async with APIClient(cfg) as api:
+            try:
+                created = await VFolder.create(api, name)
+                listed = [f for f in await VFolder.list(api) if f["name"] == name]
+                folder = VFolder(api, name)
+                info = await folder.info()
+                with pytest.raises(AlreadyExists):
+                    await VFolder.create(api, name)
+                await folder.delete()
+                trashed = await VFolder(api, name).info()  # the name still resolves, to the trashed folder
+                after = [f for f in await VFolder.list(api) if f["name"] == name]
+                async with APIClient(config(manager_stack)) as admin:  # purging is for admins (403 for a user)
+                    await admin.request("POST", "/folders/purge", json={"id": folder.id}, expect="none")
+                purged = [f for f in await VFolder.list(api) if f["name"] == name]
+                with pytest.raises(VFolderNotFound):
+                    await VFolder(api, name).info()
+                return created, listed, info, trashed, after, purged
+            finally:
+                if who == "admin":
+                    await purge(api, name)
+    created, listed, info, trashed, after, purged = arun(go(), 120)
+    assert created["name"] == name and created["host"] == VOLUME_HOST and created["status"] == "ready"
+    assert created["ownership_type"] == "user" and created["permission"] == "rw"
+    assert len(listed) == 1 and listed[0]["id"] == created["id"] and listed[0]["status"] == "ready"
+    assert info["name"] == name and info["host"] == VOLUME_HOST and info["numFiles"] == 0
+    assert info["is_owner"] is True
+    # 26.9: a deleted folder goes to the trash (still listed, status delete-pending) until purged.
+    assert [f["status"] for f in after] == ["delete-pending"] and trashed["status"] == "delete-pending"
+    assert purged == []
+
+
+def test_vfolder_upload_and_download_byte_exact(manager_stack, vfolder_name, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    (src / "sub" / "big.bin").write_bytes(big)
+    (src / "empty.txt").write_bytes(b"")
+    timings = {}
+
     async def go():
         async with APIClient(config(manager_stack)) as api:
-            listing = await VFolder.list(api)
-            with pytest.raises(BackendAPIError) as create:
-                await VFolder.create(api, unique("vf"))
-            with pytest.raises(BackendAPIError) as hosts:
-                await api.request("GET", "/folders/_/hosts")
-            return listing, create.value, hosts.value
-    listing, create, hosts = arun(go())
-    assert listing == []
-    assert create.status == 500 and create.error_code == "vfolder_create_not-found"
-    assert hosts.status == 503 and hosts.error_code == "storage-proxy_request_unavailable"
-    assert "Failed to connect to storage proxy" in str(hosts)
+            await VFolder.create(api, vfolder_name)
+            folder = VFolder(api, vfolder_name)
+            t = time.monotonic()
+            remote = await folder.upload(["sub/big.bin", "empty.txt"], basedir=src, dest="in")
+            timings["upload"] = time.monotonic() - t
+            top = await folder.list_files("in")
+            sub = await folder.list_files("in/sub")
+            t = time.monotonic()
+            written = await folder.download(["in/sub/big.bin", "in/empty.txt"], dest=tmp_path / "dst")
+            timings["download"] = time.monotonic() - t
+            url = await folder.download_url("in/sub/big.bin")
+            ranged = await folder.read(url, 1000, 1010)
+            past = await folder.read(url, len(big) + 10, None)
+            info = await folder.info()
+            return remote, top, sub, written, ranged, past, info
+    remote, top, sub, written, ranged, past, info = arun(go(), 240)
+    print(f"3 MiB upload {timings['upload']:.2f} s, download {timings['download']:.2f} s")
+    assert remote == ["in/sub/big.bin", "in/empty.txt"]
+    assert {(e["name"], e["type"]) for e in top} == {("sub", "DIRECTORY"), ("empty.txt", "FILE")}
+    assert [(e["name"], e["type"], e["size"]) for e in sub] == [("big.bin", "FILE", len(big))]
+    assert [p.read_bytes() for p in written] == [big, b""]
+    assert ranged == big[1000:1010]  # the download URL honours Range (206)
+    assert past == b""  # 416 past the end
+    assert info["numFiles"] >= 2
+
+
+def test_vfolder_tus_head_reports_the_offset(manager_stack, vfolder_name):
+    """The client resumes a broken upload from the proxy's offset: HEAD on the upload URL answers it."""
+    async def go():
+        async with APIClient(config(manager_stack)) as api:
+            await VFolder.create(api, vfolder_name)
+            folder = VFolder(api, vfolder_name)
+            grant = await api.request("POST", await folder._path("/request-upload"),
+                                      json={"path": "part.bin", "size": 10}, idempotent=True)
+            url = URL(grant["url"]).with_query({"token": grant["token"]})
+            before = await folder._tus_offset(url, "part.bin")
+            headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream",
+                       "Upload-Offset": "0"}
+            async with api.http.patch(url, data=b"01234", headers=headers) as resp:
+                status = resp.status
+            after = await folder._tus_offset(url, "part.bin")
+            return before, status, after
+    before, status, after = arun(go(), 60)
+    assert (before, status, after) == (0, 204, 5)
+
+
+def test_vfolder_fsspec_filesystem(manager_stack, vfolder_name, tmp_path):
+    import fsspec  # noqa: F401 - the filesystem is an fsspec one
+
+    from backend_jupyter.filesystem import BackendAIFileSystem
+
+    fs = BackendAIFileSystem(config=config(manager_stack), skip_instance_cache=True)
+    root = vfolder_name
+    fs.mkdir(root)  # a folder at the root is a vfolder
+    assert root in fs.ls("", detail=False)
+    assert fs.info(root)["type"] == "directory"
+    assert fs.ls(root) == []  # the proxy's .upload directory is not shown
+
+    data = os.urandom(300_000)
+    fs.pipe(f"{root}/a/b.bin", data)  # parents are made by the upload
+    assert fs.cat(f"{root}/a/b.bin") == data
+    assert fs.cat_file(f"{root}/a/b.bin", start=1000, end=2000) == data[1000:2000]
+    assert fs.cat_file(f"{root}/a/b.bin", start=-10) == data[-10:]
+    info = fs.info(f"{root}/a/b.bin")
+    assert info["type"] == "file" and info["size"] == len(data) and info["mtime"]
+    assert fs.ls(f"{root}/a", detail=False) == [f"{root}/a/b.bin"]
+    assert fs.ls(f"{root}/a/b.bin", detail=False) == [f"{root}/a/b.bin"]  # a file lists as itself
+    with fs.open(f"{root}/a/b.bin", "rb", block_size=65536) as f:
+        f.seek(200_000)
+        assert f.read(5000) == data[200_000:205_000]
+
+    local = tmp_path / "up.txt"
+    local.write_text("put through fsspec\n")
+    fs.put(str(local), f"{root}/up.txt")
+    fs.get(f"{root}/up.txt", str(tmp_path / "down.txt"))
+    assert (tmp_path / "down.txt").read_text() == "put through fsspec\n"
+    with fs.open(f"{root}/written.txt", "wb") as f:
+        f.write(b"line 1\n")
+        f.write(b"line 2\n")
+    assert fs.cat(f"{root}/written.txt") == b"line 1\nline 2\n"
+
+    fs.mkdir(f"{root}/d1/d2")
+    assert fs.info(f"{root}/d1/d2")["type"] == "directory"
+    with pytest.raises(FileExistsError):
+        fs.mkdir(f"{root}/d1/d2")
+    with pytest.raises(FileNotFoundError):
+        fs.mkdir(f"{root}/nope/x", create_parents=False)
+
+    with pytest.raises(FileNotFoundError):
+        fs.cat(f"{root}/missing.txt")
+    with pytest.raises(FileNotFoundError):
+        fs.info(f"{root}/missing.txt")
+    with pytest.raises(FileNotFoundError):
+        fs.ls(f"{root}/missing-dir")
+    with pytest.raises(FileNotFoundError):
+        fs.rm(f"{root}/missing.txt")
+    assert not fs.exists(f"{root}/missing.txt")
+    with pytest.raises(IsADirectoryError):
+        fs.cat_file(f"{root}/a")
+    with pytest.raises(IsADirectoryError):
+        fs.rm(f"{root}/d1")
+
+    fs.rm(f"{root}/up.txt")
+    fs.invalidate_cache()
+    assert not fs.exists(f"{root}/up.txt")
+    fs.rm(f"{root}/d1", recursive=True)
+    fs.invalidate_cache()
+    assert sorted(fs.ls(root, detail=False)) == [f"{root}/a", f"{root}/written.txt"]
+
+
+def test_vfolder_mounted_in_a_session(manager_stack, vfolder_name, tmp_path):
+    """A session created with the folder mounted (BACKEND_VFOLDER_MOUNTS: the config's vfolder_mounts)
+    reads the uploaded file under /home/work/NAME, and what it writes there comes back through the proxy."""
+    payload = os.urandom(4096)
+    (tmp_path / "seen.bin").write_bytes(payload)
+    cfg = config(manager_stack, vfolder_mounts=parse_mounts(vfolder_name))
+    code = (f"import hashlib, os; p = '/home/work/{vfolder_name}/seen.bin'; "
+            f"print(hashlib.sha256(open(p, 'rb').read()).hexdigest(), os.path.getsize(p)); "
+            f"_ = open('/home/work/{vfolder_name}/from-session.txt', 'w').write('written in the session')")
+
+    async def go():
+        async with APIClient(cfg) as api:
+            await VFolder.create(api, vfolder_name)
+            folder = VFolder(api, vfolder_name)
+            await folder.upload_file(tmp_path / "seen.bin", "seen.bin")
+            session = await new_session(manager_stack, api, "vfmount")
+            try:
+                events = await collect(session, code, "poll")
+                written = await folder.read(await folder.download_url("from-session.txt"))
+            finally:
+                await session.destroy()
+            return session.name, events, written
+    name, events, written = arun(go(), 240)
+    wait_terminated(manager_stack, name)
+    assert stdout(events).split() == [hashlib.sha256(payload).hexdigest(), "4096"], events
+    assert written == b"written in the session"
+
+
+def test_vfolder_magics(manager_stack, vfolder_name, tmp_path):
+    from tests.kernel_driver import KernelDriver
+
+    (tmp_path / "data").mkdir()
+    payload = os.urandom(200_000)
+    (tmp_path / "data" / "blob.bin").write_bytes(payload)
+    ipy = KernelDriver(manager_stack.env(), kernel_name="python3", cwd=tmp_path)
+    try:
+        assert ipy.execute("%load_ext backend_jupyter").status == "ok"
+        created = ipy.execute(f"%backend_vfolder create {vfolder_name}")
+        assert f"Created vfolder {vfolder_name}." in created.stream(), created.messages
+        assert vfolder_name in ipy.execute("%backend_vfolder list").stream()
+        up = ipy.execute(f"%backend_vfolder upload {vfolder_name} data --dest in")
+        assert up.status == "ok", up.messages
+        listing = ipy.execute(f"%backend_vfolder ls {vfolder_name} in/data").stream()
+        assert re.search(r"^- +200000 blob\.bin$", listing, re.MULTILINE), listing
+        down = ipy.execute(f"%backend_vfolder download {vfolder_name} in/data/blob.bin --dest out")
+        assert down.status == "ok", down.messages
+        assert (tmp_path / "out" / "in" / "data" / "blob.bin").read_bytes() == payload
+        deleted = ipy.execute(f"%backend_vfolder delete {vfolder_name}")
+        assert f"Deleted vfolder {vfolder_name}." in deleted.stream()
+        assert vfolder_name not in ipy.execute("%backend_vfolder list").stream()  # in the trash, not listed
+    finally:
+        ipy.shutdown()
 
 
 # -- the wrapper kernel ----------------------------------------------------------------------------
