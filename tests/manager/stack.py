@@ -80,6 +80,27 @@ IMAGE = "cr.backend.ai/stable/python:3.9-ubuntu20.04"
 IMAGE_ALIAS = "python"
 DB_NAME, DB_USER, DB_PASSWORD = "backend", "postgres", "develove"
 
+# The logging section of every generated component config (the manager also logs its migrations).
+_LOG_NS = '''[logging]
+level = "INFO"
+drivers = ["console"]
+
+[logging.pkg-ns]
+"" = "WARNING"
+"aiotools" = "INFO"
+"aiohttp" = "INFO"
+"ai.backend" = "INFO"
+'''
+_LOG_CONSOLE = '''
+[logging.console]
+colored = false
+format = "verbose"
+'''
+LOGGING = _LOG_NS + _LOG_CONSOLE
+LOGGING_MANAGER = _LOG_NS + '''"alembic" = "INFO"
+"sqlalchemy" = "WARNING"
+''' + _LOG_CONSOLE
+
 # Bounded waits (seconds).
 VENV_TIMEOUT = 1200
 APT_TIMEOUT = 900
@@ -759,22 +780,7 @@ ssl-verify = false
 [pyroscope]
 enabled = false
 
-[logging]
-level = "INFO"
-drivers = ["console"]
-
-[logging.pkg-ns]
-"" = "WARNING"
-"aiotools" = "INFO"
-"aiohttp" = "INFO"
-"ai.backend" = "INFO"
-"alembic" = "INFO"
-"sqlalchemy" = "WARNING"
-
-[logging.console]
-colored = false
-format = "verbose"
-
+{LOGGING_MANAGER}
 [debug]
 enabled = false
 
@@ -836,20 +842,7 @@ enabled = false
 [debug]
 enabled = false
 
-[logging]
-level = "INFO"
-drivers = ["console"]
-
-[logging.pkg-ns]
-"" = "WARNING"
-"aiotools" = "INFO"
-"aiohttp" = "INFO"
-"ai.backend" = "INFO"
-
-[logging.console]
-colored = false
-format = "verbose"
-
+{LOGGING}
 [volume.{VOLUME_NAME}]
 backend = "vfs"
 path = "{d / VOLUME_NAME}"
@@ -910,20 +903,7 @@ soft-reset-available = false
 [pyroscope]
 enabled = false
 
-[logging]
-level = "INFO"
-drivers = ["console"]
-
-[logging.pkg-ns]
-"" = "WARNING"
-"aiotools" = "INFO"
-"aiohttp" = "INFO"
-"ai.backend" = "INFO"
-
-[logging.console]
-colored = false
-format = "verbose"
-
+{LOGGING}
 [resource]
 reserved-cpu = 0
 reserved-mem = "0"
