@@ -744,12 +744,7 @@ class Stack:
     def manager_toml(self) -> str:
         p = self.ports
         return f"""\
-[etcd]
-namespace = "local"
-addr = {{ host = "127.0.0.1", port = {p.etcd} }}
-user = ""
-password = ""
-
+{self.etcd_toml()}
 [db]
 type = "postgresql"
 addr = {{ host = "127.0.0.1", port = {p.postgres} }}
@@ -799,6 +794,16 @@ type = "object_storage"
 bucket-name = "backendai-storage"
 """
 
+    def etcd_toml(self) -> str:
+        """The ``[etcd]`` section of the components' configs."""
+        return f"""\
+[etcd]
+namespace = "local"
+addr = {{ host = "127.0.0.1", port = {self.ports.etcd} }}
+user = ""
+password = ""
+"""
+
     def storage_proxy_toml(self) -> str:
         """From Backend.AI's halfstack storage-proxy config (halfstack/storage-proxy.halfstack.toml):
         loopback ports, plain HTTP on both APIs, one ``vfs`` volume under the stack directory, no
@@ -806,12 +811,7 @@ bucket-name = "backendai-storage"
         p = self.ports
         d = self.dir / "storage-proxy"
         return f"""\
-[etcd]
-namespace = "local"
-addr = {{ host = "127.0.0.1", port = {p.etcd} }}
-user = ""
-password = ""
-
+{self.etcd_toml()}
 [storage-proxy]
 node-id = "i-bj-storage-proxy"
 num-proc = 1
@@ -855,12 +855,7 @@ enabled = false
         p = self.ports
         d = self.dir / "agent"
         return f"""\
-[etcd]
-namespace = "local"
-addr = {{ host = "127.0.0.1", port = {p.etcd} }}
-user = ""
-password = ""
-
+{self.etcd_toml()}
 [agent]
 mode = "dummy"
 rpc-listen-addr = {{ host = "127.0.0.1", port = {p.agent_rpc} }}
