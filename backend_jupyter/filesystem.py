@@ -41,6 +41,8 @@ from .client.errors import (
 )
 from .config import Config
 
+LISTING_SECONDS = 5.0  # a folder listing is reused this long (sessions and other clients change folders)
+
 
 def _oserror(e: BackendAPIError, path: str) -> OSError:
     """The built-in error an fsspec user expects for the server's refusal."""
@@ -92,6 +94,7 @@ class BackendAIFileSystem(AsyncFileSystem):
     async_impl = True
 
     def __init__(self, *, config: Config | None = None, block_size: int | None = None, **kwargs):
+        kwargs.setdefault("listings_expiry_time", LISTING_SECONDS)  # others write the folders too
         super().__init__(**kwargs)
         self.config = config
         self.blocksize = block_size or 4 * 1024 * 1024

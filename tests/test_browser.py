@@ -6,6 +6,7 @@ it drives /usr/bin/chromium).  Screenshots go to ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -252,7 +253,7 @@ def tick_of(text: str) -> int:
     return int(ticks[-1]) if ticks else -1
 
 
-def test_vfolders_are_a_drive_of_the_file_browser(page, lab, server):
+def test_vfolders_are_a_drive_of_the_file_browser(page, lab, server, tmp_path):
     """``backend-jupyter lab`` shows the vfolders as a drive (jupyter-fs on backendai://): a CSV
     stored in a vfolder opens in the CSV viewer, and a notebook stored there is edited and saved
     back into the vfolder."""
@@ -296,3 +297,20 @@ def test_vfolders_are_a_drive_of_the_file_browser(page, lab, server):
     saved = nbformat.reads(fs.cat_file("lab-data/analysis.ipynb").decode(), as_version=4)
     assert saved.cells[0].source == "edited_in_the_browser = True"
     shot(page, "21-vfolder-notebook-saved")
+
+    # upload a file into the folder with the drive's upload button
+    local = tmp_path / "from-the-browser.txt"
+    local.write_text("uploaded through the browser\n")
+    drive.get_by_text("lab-data/").click()  # the folder the upload goes to (the drive's panel is still open)
+    with page.expect_file_chooser() as chooser:
+        drive.locator('[title="Upload Files"]').click()
+    chooser.value.set_files(str(local))
+    overwrite = page.get_by_role("button", name="Overwrite")  # jupyter-fs reports a missing file as
+    with contextlib.suppress(Exception):  # an empty one, so JupyterLab asks first
+        overwrite.click(timeout=5_000)
+    deadline = time.monotonic() + 30
+    while "lab-data/from-the-browser.txt" not in fs.ls("lab-data", detail=False, refresh=True):
+        assert time.monotonic() < deadline, "the upload did not reach the vfolder"
+        time.sleep(0.5)
+    assert fs.cat_file("lab-data/from-the-browser.txt") == b"uploaded through the browser\n"
+    shot(page, "22-vfolder-upload")
