@@ -135,8 +135,8 @@ def test_jupyterlab_end_to_end(page, lab):
                         '.jp-NotebookPanel:not(.lm-mod-hidden) button[data-command="notebook:interrupt-kernel"]').first
     shot(page, "07a-running")
     stop.click()
-    last_output(page, 3).get_by_text("KeyboardInterrupt").first.wait_for(timeout=15_000)
-    assert time.monotonic() - started < 10
+    last_output(page, 3).get_by_text("KeyboardInterrupt").first.wait_for(timeout=30_000)
+    assert time.monotonic() - started < 30  # interrupted (a few s here), not the 60 s sleep
     shot(page, "07-interrupted")
 
     run_cell(page, "state = 'before restart'; print(state)")

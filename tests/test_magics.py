@@ -83,7 +83,7 @@ def test_interrupt(ipy):
     started = time.monotonic()
     result = ipy.execute("%%backend_run\nimport time\nprint('start', flush=True)\ntime.sleep(60)")
     assert result.status == "error" and result.reply["content"]["ename"] == "KeyboardInterrupt"
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # interrupted (about 2 s), not the 60 s sleep
     assert ipy.execute("%backend_run print('after')").stream() == "after\n"
 
 

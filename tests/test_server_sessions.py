@@ -229,7 +229,7 @@ def test_interrupt_mid_run_and_continue(api, session):
         result = api.execute(session, "continue", "", first["runId"])
         console += result["console"]
         status = result["status"]
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 20  # interrupted (about 1 s), not the 30 s sleep
     text = merged(console)
     assert text[0] == ["stdout", "start\n"]
     assert "KeyboardInterrupt" in text[-1][1] and result["exitCode"] == 1

@@ -54,7 +54,7 @@ def test_remote_kernel_killed_mid_cell(server, driver):
     threading.Timer(1.0, lambda: os.kill(victim.pid, signal.SIGKILL)).start()
     started = time.monotonic()
     result = driver.execute("import time\nprint('working', flush=True)\ntime.sleep(60)", timeout=60)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # the loss seen (a few s), not the 60 s sleep
     assert result.status == "error"
     assert result.reply["content"]["ename"] == "RemoteSessionDied"
     assert "died" in result.reply["content"]["evalue"]
