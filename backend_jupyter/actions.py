@@ -465,9 +465,7 @@ def _move(item: Path, target: Path) -> None:
 async def vfolder(host: Host, args) -> None:
     api = await host.client()
     if args.subcommand == "list":
-        for f in await VFolder.list(api):
-            if str(f.get("status") or "").startswith("delete"):  # 26.9: deleted folders stay listed (the trash)
-                continue
+        for f in await VFolder.list(api, trashed=False):
             host.emit(Say(f"{f['name']:30} {f.get('permission', ''):4} {f.get('usage_mode', '')}".rstrip()))
         return
     folder = VFolder(api, args.folder)
@@ -712,7 +710,7 @@ def _failure(journal: Journal, info: JobInfo) -> RemoteFailure:
 
 
 def _kept(info: JobInfo, name: str, allow_pickle: bool) -> str | None:
-    """The format of variable ``name`` the job kept; None (and why, said) when it is not to be had."""
+    """The format of variable ``name`` the job kept; None when it is not to be had (see _not_kept)."""
     entry = info.kept.get(name)
     if isinstance(entry, list):
         if entry[0] == "pickle" and not allow_pickle:
@@ -731,15 +729,22 @@ def _not_kept(info: JobInfo, name: str, allow_pickle: bool) -> str:
             "JSON-able variables)")
 
 
+def _kept_files(host: Host, args, info: JobInfo, prefix: str = "", *, say: bool = True) -> dict[str, str]:
+    """``{VAR: prefix + file}`` of the ``-o`` variables the job kept; each one not to be had is
+    named, with why (when ``say``)."""
+    files = {}
+    for name in args.outputs or []:
+        fmt = _kept(info, name, args.allow_pickle)
+        if fmt is not None:
+            files[name] = f"{prefix}{name}.{fmt}"
+        elif say:
+            host.emit(Say(_not_kept(info, name, args.allow_pickle), "stderr"))
+    return files
+
+
 async def _bring_back(host: Host, args, journal: Journal, info: JobInfo) -> None:
     """``wait NAME -o VAR...`` of one job: each VAR where the user's variables are."""
-    found = {}
-    for name in args.outputs:
-        fmt = _kept(info, name, args.allow_pickle)
-        if fmt is None:
-            host.emit(Say(_not_kept(info, name, args.allow_pickle), "stderr"))
-        else:
-            found[name] = f"{name}.{fmt}"
+    found = _kept_files(host, args, info)
     if found:
         await host.import_values({"vars": found}, journal.vars_dir)
         host.emit(Say(", ".join(f"{name} ({human_size(info.kept[name][1])})" for name in found) + " set."))
@@ -753,14 +758,8 @@ async def _sweep_table(host: Host, args, group: list[Journal], infos: list[JobIn
         into = "_" + into
     rows = []
     for journal, info in zip(group, infos, strict=True):
-        values = {}
-        for name in args.outputs or []:
-            fmt = _kept(info, name, args.allow_pickle)
-            if fmt is None:
-                if info.status == "finished":
-                    host.emit(Say(_not_kept(info, name, args.allow_pickle), "stderr"))
-            else:
-                values[name] = f"{journal.name}/vars/{name}.{fmt}"
+        # (a job that did not finish kept nothing: its row says so by its status)
+        values = _kept_files(host, args, info, f"{journal.name}/vars/", say=info.status == "finished")
         rows.append({"columns": {"job": info.name, **info.params, "status": info.status,
                                  **{name: None for name in args.outputs or []}}, "values": values})
     await host.import_values({"table": into, "rows": rows}, host.board.where)

@@ -138,9 +138,8 @@ class BackendAIFileSystem(AsyncFileSystem):
         folder, rel = split(path)
         api = await self._client()
         if not folder:
-            # A deleted folder stays listed (status "delete-pending": the trash) until purged.
             return [{"name": f["name"], "type": "directory", "size": 0, "permission": f.get("permission")}
-                    for f in await VFolder.list(api) if not str(f.get("status") or "").startswith("delete")]
+                    for f in await VFolder.list(api, trashed=False)]
         try:
             items = await VFolder(api, folder).list_files(rel or ".")
         except BackendAPIError as e:

@@ -48,8 +48,13 @@ class VFolder:
         return await client.request("POST", "/folders", json=body, idempotent=False)
 
     @classmethod
-    async def list(cls, client: APIClient) -> list[dict[str, Any]]:
-        return await client.request("GET", "/folders", json={"all": False})
+    async def list(cls, client: APIClient, *, trashed: bool = True) -> list[dict[str, Any]]:
+        """The key's folders; ``trashed=False`` leaves out those deleted into the trash (26.9 keeps a
+        deleted folder listed, with a ``delete-pending`` status, until an admin purges it)."""
+        folders = await client.request("GET", "/folders", json={"all": False})
+        if trashed:
+            return folders
+        return [f for f in folders if not str(f.get("status") or "").startswith("delete")]
 
     async def key(self) -> str:
         """How the folder is addressed in paths: its name, or (API v8+) its id."""
