@@ -75,15 +75,20 @@ def test_server_stopped_mid_cell_and_restarted(tmp_path, transport):
     d = KernelDriver(srv.env(), extra_arguments=[f"--BackendKernel.transport={transport}"])
     try:
         assert d.execute("print('before')").stream() == "before\n"
-        threading.Timer(1.0, srv.stop).start()
+        stopping = threading.Timer(1.0, srv.stop)
+        stopping.start()
         started = time.monotonic()
         result = d.execute("import time\nprint('long', flush=True)\ntime.sleep(30)", timeout=60)
         assert time.monotonic() - started < 20
         assert result.status == "error"
         assert "run" in result.reply["content"]["evalue"].lower()
+        # As a user restarts a server: the new one starts once the old one has ended (its shutdown
+        # outlives the run it broke off), not beside it on the same data directory.
+        stopping.join(40)
+        assert srv.proc.poll() is not None
         srv = start_server(tmp_path / "srv", "--port", str(port))
         again = d.execute("print('after restart')")
-        assert again.status == "ok", again.reply["content"]
+        assert again.status == "ok", (again.reply["content"], srv.log_path.read_text(errors="replace")[-4000:])
         assert again.stream() == "after restart\n"
     finally:
         d.shutdown()
