@@ -22,7 +22,6 @@ import asyncio
 import atexit
 import contextlib
 import fnmatch
-import hashlib
 import logging
 import os
 import re
@@ -32,8 +31,6 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import zmq
 from ipykernel.kernelbase import Kernel
@@ -46,13 +43,11 @@ from .actions import (
     RemoteFailure,
     Rich,
     Say,
-    connect,
-    open_session,
     perform,
     requested_settings,
     submit_jobs,
 )
-from .client import APIClient, BackendError
+from .client import BackendError
 from .commands import (
     CommandError,
     command_at,
@@ -62,28 +57,20 @@ from .commands import (
     plan_cell,
     split_options,
 )
-from .config import Config, ConfigError, parse_endpoints, parse_mounts
+from .config import ConfigError
 from .display import RichOutput
 from .driver import NO_STDIN, CellRun, drive
 from .embedded import EmbeddedServerError
 from .execution import InputRequest, StepFinished
-from .jobs import Board
+from .kernelhost import KernelHost
 from .kernelspecs import is_python, language_info
 from .managed import (
     ManagedSession,
-    Settings,
-    destroy_at_exit,
-    forget_settings,
-    save_settings,
-    saved_settings,
 )
 from .remote import inspect_snippet, run_snippet
 from .usage import memory, usage_line
 from .variables import (
-    VariableError,
-    export_from_session,
     human_size,
-    import_into_session,
 )
 
 log = logging.getLogger("backend_jupyter.kernel")
@@ -393,22 +380,13 @@ class BackendKernel(Kernel):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._client: APIClient | None = None
-        self.client_config: Config | None = None
-        self.sessions: dict[str, ManagedSession] = {}  # ours first, then those commands opened
-        self.own_name = self._own_name()
-        self.current = self.own_name
-        self.settings = saved_settings(self.kernel_id()) or Settings(
-            self.image, environ=dict(self.environ), resources={k: str(v) for k, v in self.resources.items()})
-        self._opening: asyncio.Future | None = None  # the eager start of our session
-        self.board = Board()  # background jobs this kernel follows
         self._cell: Cell | None = None
         self._shown = Shown(self)
+        self.host = KernelHost(self)  # the client and the sessions cells and commands act on
         self._shell_loop: asyncio.AbstractEventLoop | None = None
-        self._restarting = False
         self._history = InputHistory()
         self._register_comms()
-        atexit.register(self._destroy_at_exit)
+        atexit.register(self.host.destroy_at_exit)
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -427,142 +405,22 @@ class BackendKernel(Kernel):
 
     def _on_sigterm(self, signum, frame) -> None:
         """Terminated (e.g. JupyterLab killed): destroy our session, then die as asked."""
-        self._destroy_at_exit()
+        self.host.destroy_at_exit()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    # -- configuration and session -------------------------------------------------------------
-    def kernel_id(self) -> str:
-        """A name for our session that survives restarts: the Jupyter kernel id (from the
-        ``kernel-<id>.json`` connection file), else a digest of the connection file path."""
-        connection_file = ""
-        with contextlib.suppress(Exception):
-            from ipykernel.kernelapp import IPKernelApp
-
-            if IPKernelApp.initialized():
-                connection_file = IPKernelApp.instance().abs_connection_file
-        match = re.match(r"kernel-([\w-]+)\.json$", os.path.basename(connection_file))
-        if match:
-            return match.group(1)
-        if connection_file:
-            return hashlib.sha1(connection_file.encode()).hexdigest()[:20]
-        return uuid.uuid4().hex
-
-    def resolved_config(self) -> Config:
-        config = Config.from_env()
-        overrides: dict[str, Any] = {}
-        if self.endpoint:
-            overrides["endpoints"] = parse_endpoints(self.endpoint, "BackendKernel.endpoint")
-        if self.access_key:
-            overrides["access_key"] = self.access_key
-        if self.secret_key:
-            overrides["secret_key"] = self.secret_key
-        if self.vfolder_mounts:
-            overrides["vfolder_mounts"] = parse_mounts(self.vfolder_mounts, "BackendKernel.vfolder_mounts")
-        if self.api_version:
-            overrides["api_version"] = self.api_version
-        if self.session_name:
-            overrides["session_name"] = self.session_name
-        return config.replace(**overrides)
-
-    def _own_name(self) -> str:
-        """Our session's name: the configured one (then attached, never ours), else one derived
-        from the Jupyter kernel id, which survives restarts."""
-        with contextlib.suppress(ConfigError):
-            configured = self.resolved_config().session_name
-            if configured:
-                return configured
-        return f"jupyter-{self.kernel_id()}"
-
-    # -- the Host of actions.py ------------------------------------------------------------------
-    @property
-    def where(self) -> Path:
-        return Path.cwd()  # Jupyter starts a kernel in its notebook's directory
-
-    @property
-    def negotiated_version(self) -> str | None:
-        return self._client.api_version if self._client is not None else None
-
-    async def client(self) -> APIClient:
-        if self._client is None:
-            self._client, self.client_config = await connect(self, self.resolved_config(),
-                                                             f"backend_jupyter-kernel/{__version__}")
-        return self._client
-
-    async def open(self, name: str | None = None, *, settings: Settings | None = None, keep: bool = False,
-                   create: bool = True, attach: bool = False) -> ManagedSession:
-        name = name or self.current
-        managed = self.sessions.get(name)
-        if managed is not None and not managed.gone and not attach:
-            return managed
-        if name == self.own_name and self._opening is not None and not attach:
-            return await self._eager_result()
-        if not create:
-            raise CommandError(f"No session {name!r} in this kernel; see %backend_session list")
-        return await self._create(name, settings, keep=keep, attach=attach)
-
-    async def _create(self, name: str, settings: Settings | None = None, *, keep: bool = False,
-                      attach: bool = False) -> ManagedSession:
-        await self.client()
-        own = name == self.own_name and self.client_config.session_name is None
-        attach = attach or (name == self.own_name and not own)  # named by configuration: never ours
-        managed = await open_session(self, name, settings or self.settings, adapter=self.display_adapter,
-                                     keep=keep, attach=attach)
-        if own:
-            managed.owned = True  # also when a restarted kernel process finds it running
-        return managed
-
-    def adopt(self, settings: Settings) -> None:
-        self.settings = settings
-        save_settings(self.kernel_id(), settings)
-
-    async def export_values(self, names: list[str], allow_pickle: bool, dest: Path) -> dict[str, str]:
-        managed = await self.open()  # this kernel's variables live in its session
-        try:
-            return await export_from_session(managed.session, names, allow_pickle, dest)
-        except VariableError as e:
-            raise CommandError(f"-i {e}") from None
-
-    async def import_values(self, order: dict, base: Path) -> None:
-        managed = await self.open()
-        try:
-            await import_into_session(managed.session, order, base)
-        except VariableError as e:
-            raise CommandError(f"-o: {e}") from None
-
-    def emit(self, event: Say | Progress | Rich | Panel) -> None:
+    # -- what the kernel's own commands show ------------------------------------------------------
+    def show(self, event: Say | Progress | Rich | Panel) -> None:
         self._shown.emit(event)
 
-    def forget(self, name: str) -> None:
-        self.sessions.pop(name, None)
-        if name == self.current and name != self.own_name:
-            self.current = self.own_name
-            self.emit(Say(f"The current session is this kernel's own again ({self.own_name})."))
-
-    # -- our session -----------------------------------------------------------------------------
     def start(self) -> None:
         super().start()
         if self.eager_start:
             self.io_loop.add_callback(self._start_eagerly)
 
     def _start_eagerly(self) -> None:
-        """Start opening our session now, so that the first cell waits only for what is left."""
         self._shell_loop = asyncio.get_running_loop()
-        self._opening = asyncio.ensure_future(self._create(self.own_name))
-        self._opening.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen by _eager_result
-
-    async def _eager_result(self) -> ManagedSession:
-        """The eager start's session; its error, if it failed, once (the next open tries afresh)."""
-        opening = self._opening
-        try:
-            return await asyncio.shield(opening)
-        finally:
-            if opening.done():
-                self._opening = None
-
-    async def _reopen(self) -> ManagedSession:
-        self.sessions.pop(self.current, None)
-        return await self.open()
+        self.host.start_eagerly()
 
     # -- execute ---------------------------------------------------------------------------------
     async def do_execute(self, code, silent, store_history=True, user_expressions=None, allow_stdin=False,
@@ -609,19 +467,18 @@ class BackendKernel(Kernel):
             return await self._run_command(cell, sink, line, body, silent)
         if not plan.code.strip():
             return self._ok_reply()
-        return await self._run(cell, sink, await self.open(), plan.code, silent)
+        return await self._run(cell, sink, await self.host.open(), plan.code, silent)
 
     async def _run(self, cell: Cell, sink: KernelSink, managed: ManagedSession, code: str, silent: bool) -> dict:
-        reopen = self._reopen if managed.name == self.current else None
         status = None if silent or self.status_line == "off" else LiveStatus(managed.session, sink, self.status_line)
         try:
             outcome = await drive(managed, code, sink, cell, remedy=STUCK_REMEDY, transport=self.transport,
-                                  reopen=reopen)
+                                  reopen=self.host.reopener(managed))
         finally:
             if status is not None:
                 await status.close()
         if managed.gone:
-            self.sessions.pop(managed.name, None)
+            self.host.sessions.pop(managed.name, None)
         if outcome.ok:
             return self._ok_reply()
         return self._error_reply(outcome.ename, outcome.evalue, silent, outcome.traceback or None)
@@ -634,7 +491,7 @@ class BackendKernel(Kernel):
             if reply["status"] != "ok":
                 raise CellFailed(reply)
             return
-        await perform(self, command, parse(command, line))
+        await perform(self.host, command, parse(command, line))
 
     async def _run_command(self, cell: Cell, sink: KernelSink, line: str, code: str, silent: bool) -> dict:
         """``%%backend_run [-s NAME] [session options]``: the body on that session."""
@@ -648,9 +505,9 @@ class BackendKernel(Kernel):
         if args.code and code:
             raise CommandError(f"Unexpected arguments: {' '.join(args.code)}")
         if args.bg:
-            await submit_jobs(self, args, code)
+            await submit_jobs(self.host, args, code)
             return self._ok_reply()
-        managed = await self.open(args.name, settings=requested_settings(self, args), keep=args.keep)
+        managed = await self.host.open(args.name, settings=requested_settings(self.host, args), keep=args.keep)
         if not code.strip():
             return self._ok_reply()
         return await self._run(cell, sink, managed, code, silent)
@@ -697,50 +554,14 @@ class BackendKernel(Kernel):
 
     async def do_shutdown(self, restart):
         """Runs on the control thread; the client lives on the shell loop."""
-        self._restarting = restart
-        if self._shell_loop is not None and not self._shell_loop.is_closed() and self._client is not None:
-            future = asyncio.run_coroutine_threadsafe(self._shutdown_session(restart), self._shell_loop)
+        self.host.restarting = restart
+        if self._shell_loop is not None and not self._shell_loop.is_closed() and self.host.connected:
+            future = asyncio.run_coroutine_threadsafe(self.host.end(restart), self._shell_loop)
             try:
                 await asyncio.wait_for(asyncio.wrap_future(future), 15)
             except Exception as e:
                 log.warning("could not %s the remote session: %s", "restart" if restart else "destroy", e)
         return {"status": "ok", "restart": restart}
-
-    async def _shutdown_session(self, restart: bool) -> None:
-        """Restart: reset our session's interpreter, which the next kernel process reattaches to
-        by name (or, where it cannot be reset, replace it: see ManagedSession.restart).
-        Shutdown: destroy our session.  Either way, the other sessions this kernel started go."""
-        try:
-            if self._opening is not None:  # still starting: let it finish, so that it can be cleaned up
-                with contextlib.suppress(Exception):
-                    await self._eager_result()
-            own = self.sessions.get(self.own_name)
-            if own is not None and restart:
-                if await own.restart() == "replaced":
-                    log.info("session %s was replaced by a fresh one", own.name)
-            for managed in self._leaving(restart):
-                await managed.destroy()
-            if not restart:
-                forget_settings(self.kernel_id())
-        finally:
-            if self._client is not None:
-                await self._client.close()
-            self._client = None
-
-    def _leaving(self, restart: bool) -> list[ManagedSession]:
-        """The sessions that go with this kernel process: ours unless kept or attached, and on a
-        restart all but our own (which the restarted process takes over)."""
-        return [m for m in self.sessions.values() if m.owned and not m.keep and not m.gone
-                and not (restart and m.name == self.own_name)]
-
-    def _destroy_at_exit(self) -> None:
-        """Exit paths we can see (SIGTERM, crash of the front-end, ...): don't leak our sessions,
-        including one still being started."""
-        names = [m.name for m in self._leaving(self._restarting)]
-        if self._opening is not None and not self._restarting and self.own_name not in self.sessions \
-                and self.client_config is not None and self.client_config.session_name is None:
-            names.append(self.own_name)  # its creation may be under way
-        destroy_at_exit(self.client_config, names)  # no configuration yet: nothing was created
 
     # -- history ----------------------------------------------------------------------------------
     async def do_history(self, hist_access_type, output, raw, session=None, start=None, stop=None, n=None,
@@ -757,7 +578,7 @@ class BackendKernel(Kernel):
             matches, start, end = local
             return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end, "metadata": {}}
         empty = {"status": "ok", "matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos, "metadata": {}}
-        managed = self.sessions.get(self.current)
+        managed = self.host.sessions.get(self.host.current)
         if managed is None or managed.gone:
             return empty
         try:
@@ -788,7 +609,7 @@ class BackendKernel(Kernel):
             with contextlib.suppress(CommandError):
                 reply.update(found=True, data={"text/plain": help_text(local[1])})
             return reply
-        managed = self.sessions.get(self.current)
+        managed = self.host.sessions.get(self.host.current)
         if managed is None or managed.gone or not self.python_image:
             return reply
         name = _name_at(code, cursor_pos)
