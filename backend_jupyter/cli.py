@@ -17,13 +17,38 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .server.main import DEFAULT_HOST, DEFAULT_PORT
-
     parser = argparse.ArgumentParser(
         prog="backend-jupyter",
         description="Run Jupyter cells on Backend.AI compute sessions.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    _server_parser(sub)
+
+    env = sub.add_parser("env", help="print shell exports that point the SDK at the running server")
+    _data_dir_arg(env)
+
+    keypair = sub.add_parser("keypair", help="manage the embedded server's keypairs")
+    keypair_sub = keypair.add_subparsers(dest="keypair_command", required=True)
+    create = keypair_sub.add_parser("create", help="add a keypair and print it as shell exports")
+    _data_dir_arg(create)
+
+    _install_parser(sub)
+
+    demo = sub.add_parser("demo", help="run the getting-started notebook headless on the Backend.AI Python kernel")
+    demo.add_argument("--output-dir", type=Path, default=None,
+                      help="where the executed notebook and its HTML go (default: ./backend-jupyter-demo)")
+    demo.add_argument("--notebook", type=Path, default=None, help="another notebook to run instead")
+
+    lab = sub.add_parser("lab", help="start JupyterLab with the kernelspec and server ready (extra args go to jupyter lab)")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="arguments for jupyter lab")
+
+    sub.add_parser("doctor", help="check configuration, server, keys and kernelspec; print the fix for each problem")
+    return parser
+
+
+def _server_parser(sub) -> None:
+    from .server.main import DEFAULT_HOST, DEFAULT_PORT
 
     server = sub.add_parser("server", help="run the embedded Backend.AI-compatible API server")
     server.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
@@ -45,14 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop the server running on the data dir (refused while a session is busy)")
     server.add_argument("--force", action="store_true", help="with --stop: stop even while sessions are busy")
 
-    env = sub.add_parser("env", help="print shell exports that point the SDK at the running server")
-    _data_dir_arg(env)
 
-    keypair = sub.add_parser("keypair", help="manage the embedded server's keypairs")
-    keypair_sub = keypair.add_subparsers(dest="keypair_command", required=True)
-    create = keypair_sub.add_parser("create", help="add a keypair and print it as shell exports")
-    _data_dir_arg(create)
-
+def _install_parser(sub) -> None:
     install = sub.add_parser("install", help="install the Backend.AI kernelspec(s) into Jupyter")
     where = install.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user")
@@ -71,17 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
                          help="environment variable of the sessions this kernelspec creates (repeatable)")
     install.add_argument("--list", action="store_true", help="list the installed Backend.AI kernelspecs")
     install.add_argument("--remove", metavar="NAME", help="remove an installed Backend.AI kernelspec")
-
-    demo = sub.add_parser("demo", help="run the getting-started notebook headless on the Backend.AI Python kernel")
-    demo.add_argument("--output-dir", type=Path, default=None,
-                      help="where the executed notebook and its HTML go (default: ./backend-jupyter-demo)")
-    demo.add_argument("--notebook", type=Path, default=None, help="another notebook to run instead")
-
-    lab = sub.add_parser("lab", help="start JupyterLab with the kernelspec and server ready (extra args go to jupyter lab)")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="arguments for jupyter lab")
-
-    sub.add_parser("doctor", help="check configuration, server, keys and kernelspec; print the fix for each problem")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

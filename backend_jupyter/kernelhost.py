@@ -22,7 +22,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .actions import Panel, Progress, Rich, Say, connect, open_session
@@ -80,21 +80,13 @@ class KernelHost:
         return uuid.uuid4().hex
 
     def resolved_config(self) -> Config:
+        """``BACKEND_*`` with what the kernel's traitlets set (an empty trait overrides nothing)."""
         k = self.kernel
-        overrides: dict[str, Any] = {}
-        if k.endpoint:
-            overrides["endpoints"] = parse_endpoints(k.endpoint, "BackendKernel.endpoint")
-        if k.access_key:
-            overrides["access_key"] = k.access_key
-        if k.secret_key:
-            overrides["secret_key"] = k.secret_key
-        if k.vfolder_mounts:
-            overrides["vfolder_mounts"] = parse_mounts(k.vfolder_mounts, "BackendKernel.vfolder_mounts")
-        if k.api_version:
-            overrides["api_version"] = k.api_version
-        if k.session_name:
-            overrides["session_name"] = k.session_name
-        return Config.from_env().replace(**overrides)
+        given = {"endpoints": k.endpoint and parse_endpoints(k.endpoint, "BackendKernel.endpoint"),
+                 "access_key": k.access_key, "secret_key": k.secret_key,
+                 "vfolder_mounts": k.vfolder_mounts and parse_mounts(k.vfolder_mounts, "BackendKernel.vfolder_mounts"),
+                 "api_version": k.api_version, "session_name": k.session_name}
+        return Config.from_env().replace(**{key: value for key, value in given.items() if value})
 
     def _own_name(self) -> str:
         """Our session's name: the configured one (then attached, never ours), else one derived
