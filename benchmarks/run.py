@@ -98,8 +98,8 @@ class Settings:
 FULL = Settings(quick=False, trivial_n=500, ttfo_runs=5, ttfo_warmup=1, throughput_runs=3, png_runs=5, cold_creates=5,
                 warm_creates=20, concurrency_kernels=20, concurrency_cells=50, soak_cells=2000, eager_delay_s=15.0, job_submits=10, sweep_jobs=8,
                 fs_mb=200, sdk_versions=["23.9.10", "26.9.6"], time_limit_s=900.0)
-QUICK = Settings(quick=True, trivial_n=40, ttfo_runs=1, ttfo_warmup=0, throughput_runs=1, png_runs=2, cold_creates=2,
-                 warm_creates=10, concurrency_kernels=4, concurrency_cells=10, soak_cells=200, eager_delay_s=1.0, job_submits=2, sweep_jobs=2,
+QUICK = Settings(quick=True, trivial_n=20, ttfo_runs=1, ttfo_warmup=0, throughput_runs=1, png_runs=2, cold_creates=2,
+                 warm_creates=5, concurrency_kernels=3, concurrency_cells=8, soak_cells=100, eager_delay_s=1.0, job_submits=2, sweep_jobs=2,
                  fs_mb=20, sdk_versions=["23.9.10"], time_limit_s=150.0)
 
 
@@ -264,7 +264,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="small counts (under a minute), SDK 23.9.10 only")
     parser.add_argument("--no-sdk", action="store_true", help="skip the official SDK (group 8 keeps our client)")
     parser.add_argument("--only", default="", help=f"comma-separated groups (default all): {','.join(GROUPS)}")
-    parser.add_argument("--n", type=int, default=0, help="trivial-cell repetitions (default 500; 40 with --quick)")
+    parser.add_argument("--n", type=int, default=0, help="trivial-cell repetitions (default 500; 20 with --quick)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     parser.add_argument("--time-limit", type=float, default=0, help="overall seconds (default 900; 150 with --quick)")
     parser.add_argument("--manager", action="store_true", help="group 9 also on the real manager of tests/manager/ "

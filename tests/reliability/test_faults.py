@@ -105,12 +105,12 @@ def test_interrupt_during_output_flood(driver):
 
 
 def test_interrupt_during_session_start(server):
-    """The session's creation is held for 8 s (a proxy in front of the server): the stop button
+    """The session's creation is held for 4 s (a proxy in front of the server): the stop button
     during it ends the cell with KeyboardInterrupt at once, and the next cell runs."""
     from tests.fault_proxy import FaultProxy
 
     proxy = FaultProxy(server.endpoint).start()
-    proxy.inject(1, delay=8.0, match="POST /session")
+    proxy.inject(1, delay=4.0, match="POST /session")
     d = KernelDriver({**server.env(), "BACKEND_ENDPOINT": proxy.endpoint})
     try:
         threading.Timer(0.5, d.interrupt).start()
@@ -118,7 +118,7 @@ def test_interrupt_during_session_start(server):
         result = d.execute("print('first')", timeout=60)
         assert result.status == "error" and result.reply["content"]["ename"] == "KeyboardInterrupt"
         assert not result.stream()
-        assert time.monotonic() - started < 6.0  # well before the held creation was let through (8 s)
+        assert time.monotonic() - started < 3.5  # well before the held creation is let through (4 s)
         nxt = d.execute("print('works')", timeout=60)
         assert nxt.stream() == "works\n", (result.reply["content"], nxt.reply["content"], nxt.messages)
     finally:
@@ -164,9 +164,9 @@ def test_no_leaks_after_many_cells_and_kernel_cycles(tmp_path):
         time.sleep(1)
         fds_before = fds(server_proc)
         d = KernelDriver(srv.env())
-        for i in range(500):  # (the benchmark's soak runs 2000 cells and checks memory too)
+        for i in range(200):  # (the benchmark's soak runs 2000 cells and checks memory too)
             assert d.execute(f"x = {i}").status == "ok"
-        assert d.execute("print(x)").stream() == "499\n"
+        assert d.execute("print(x)").stream() == "199\n"
         # Finished runs are freed: 100 cells of 400 kB output each would hold 40 MB if they were not.
         big = "print('y' * 400_000)"
         for _ in range(10):
@@ -177,9 +177,9 @@ def test_no_leaks_after_many_cells_and_kernel_cycles(tmp_path):
         grown = (server_proc.memory_info().rss - gc_settled) / 1e6
         assert grown < 15, f"the server grew {grown:.0f} MB over 40 MB of finished runs' output"
         [status] = [s for s in srv.status()["sessions"] if s["client"].startswith("backend_jupyter-kernel")]
-        assert status["runs_held"] <= 2, status  # 610 cells ran; the drained ones are forgotten
+        assert status["runs_held"] <= 2, status  # 310 cells ran; the drained ones are forgotten
         d.shutdown()
-        for _ in range(8):
+        for _ in range(4):  # a descriptor leaked per kernel would show as 4 more
             k = KernelDriver(srv.env())
             assert k.execute("print(1)").stream() == "1\n"
             k.shutdown()
