@@ -798,84 +798,87 @@ def kernel_session_name(driver) -> str:
     return f"jupyter-{match.group(1) if match else hashlib.sha1(path.encode()).hexdigest()[:20]}"
 
 
-@pytest.fixture(scope="module")
-def kernel(manager_stack):
-    """One Backend.AI Python kernel for the tests below (a session start costs ~9 s here), with the
-    image given as an extra argument after the kernelspec's own ``--BackendKernel.image=python``
-    (the last one wins).  Its shutdown destroys its session on the manager."""
-    driver = start_kernel(manager_stack, extra_arguments=[f"--BackendKernel.image={manager_stack.image}"])
-    name = kernel_session_name(driver)
-    try:
-        yield driver
-    finally:
-        driver.shutdown()
-    wait_terminated(manager_stack, name)
+class TestOneKernel:
+    """Three tests on one Backend.AI Python kernel (a session start costs ~9 s here); the class
+    scope ends it, and so its session, before the tests that check nothing is left behind."""
+
+    @pytest.fixture(scope="class")
+    def kernel(self, manager_stack):
+        """The kernel, with the image given as an extra argument after the kernelspec's own
+        ``--BackendKernel.image=python`` (the last one wins).  Its shutdown destroys its session on
+        the manager."""
+        driver = start_kernel(manager_stack, extra_arguments=[f"--BackendKernel.image={manager_stack.image}"])
+        name = kernel_session_name(driver)
+        try:
+            yield driver
+        finally:
+            driver.shutdown()
+        wait_terminated(manager_stack, name)
+
+    def test_kernel_end_to_end(self, manager_stack, kernel):
+        driver, name = kernel, kernel_session_name(kernel)
+        first = driver.execute("print(6 * 7)", timeout=CREATE_TIMEOUT + 30)
+        assert first.status == "ok" and first.stream() == "42\n"
+        assert live_sessions(manager_stack, name) == ["RUNNING"]
+        expr = driver.execute("21 * 2")  # an Out[n] through the display adapter
+        assert expr.stream() == "" and [c["data"] for c in expr.of("execute_result")] == [{"text/plain": "42"}]
+        svg = driver.execute(f"from IPython.display import SVG, display\ndisplay(SVG({SVG!r}))")
+        assert [c["data"].get("image/svg+xml") for c in svg.of("display_data")] == [SVG]
+        err = driver.execute("def f():\n    raise KeyError('missing-key')\nf()")
+        assert err.status == "error" and err.reply["content"]["ename"] == "KeyError"
+        assert len(err.of("error")) == 1 and "KeyError" not in err.stream("stderr")
+        asked = driver.execute("import getpass\nu = input('user: ')\np = getpass.getpass('pw: ')\nprint(u, p[::-1])",
+                               inputs=["ann", "xyz"])
+        assert [(r["prompt"], r["password"]) for r in asked.input_requests] == [("user: ", False), ("pw: ", True)]
+        assert asked.stream() == "ann zyx\n"
+        flood = driver.execute("for i in range(3000):\n    print(i)")
+        assert flood.stream().splitlines() == [str(i) for i in range(3000)]
+        completion = driver.request("complete", "import o", 8)
+        assert completion["status"] == "ok" and completion["matches"] == []  # the runner never completes
 
 
-def test_kernel_end_to_end(manager_stack, kernel):
-    driver, name = kernel, kernel_session_name(kernel)
-    first = driver.execute("print(6 * 7)", timeout=CREATE_TIMEOUT + 30)
-    assert first.status == "ok" and first.stream() == "42\n"
-    assert live_sessions(manager_stack, name) == ["RUNNING"]
-    expr = driver.execute("21 * 2")  # an Out[n] through the display adapter
-    assert expr.stream() == "" and [c["data"] for c in expr.of("execute_result")] == [{"text/plain": "42"}]
-    svg = driver.execute(f"from IPython.display import SVG, display\ndisplay(SVG({SVG!r}))")
-    assert [c["data"].get("image/svg+xml") for c in svg.of("display_data")] == [SVG]
-    err = driver.execute("def f():\n    raise KeyError('missing-key')\nf()")
-    assert err.status == "error" and err.reply["content"]["ename"] == "KeyError"
-    assert len(err.of("error")) == 1 and "KeyError" not in err.stream("stderr")
-    asked = driver.execute("import getpass\nu = input('user: ')\np = getpass.getpass('pw: ')\nprint(u, p[::-1])",
-                           inputs=["ann", "xyz"])
-    assert [(r["prompt"], r["password"]) for r in asked.input_requests] == [("user: ", False), ("pw: ", True)]
-    assert asked.stream() == "ann zyx\n"
-    flood = driver.execute("for i in range(3000):\n    print(i)")
-    assert flood.stream().splitlines() == [str(i) for i in range(3000)]
-    completion = driver.request("complete", "import o", 8)
-    assert completion["status"] == "ok" and completion["matches"] == []  # the runner never completes
+    def test_kernel_image_from_extra_arguments_and_interrupt(self, manager_stack, kernel):
+        """The image from extra arguments (after the kernelspec's own ``--BackendKernel.image``: the
+        last one wins), then the stop button in the middle of a streaming cell."""
+        driver, name = kernel, kernel_session_name(kernel)
+        assert driver.execute("print(1)", timeout=CREATE_TIMEOUT + 30).stream() == "1\n"
+        images = manager_stack.psql(f"SELECT images FROM sessions WHERE name = '{name}' AND status = 'RUNNING'")
+        assert images == [[f"{{{manager_stack.image}}}"]], images  # a PostgreSQL array of one
+        started = time.monotonic()
+        sent = []
+
+        def on_message(msg):
+            if not sent and msg["msg_type"] == "stream":
+                sent.append(time.monotonic())
+                driver.interrupt()
+
+        result = driver.execute("import time\nfor i in range(120):\n    print(i, flush=True); time.sleep(0.5)",
+                                on_message=on_message, timeout=60)
+        assert sent and time.monotonic() - started < 30
+        assert result.status == "error" and result.reply["content"]["ename"] == "KeyboardInterrupt"
+        assert driver.execute("print('alive')").stream() == "alive\n"
 
 
-def test_kernel_image_from_extra_arguments_and_interrupt(manager_stack, kernel):
-    """The image from extra arguments (after the kernelspec's own ``--BackendKernel.image``: the
-    last one wins), then the stop button in the middle of a streaming cell."""
-    driver, name = kernel, kernel_session_name(kernel)
-    assert driver.execute("print(1)", timeout=CREATE_TIMEOUT + 30).stream() == "1\n"
-    images = manager_stack.psql(f"SELECT images FROM sessions WHERE name = '{name}' AND status = 'RUNNING'")
-    assert images == [[f"{{{manager_stack.image}}}"]], images  # a PostgreSQL array of one
-    started = time.monotonic()
-    sent = []
-
-    def on_message(msg):
-        if not sent and msg["msg_type"] == "stream":
-            sent.append(time.monotonic())
-            driver.interrupt()
-
-    result = driver.execute("import time\nfor i in range(120):\n    print(i, flush=True); time.sleep(0.5)",
-                            on_message=on_message, timeout=60)
-    assert sent and time.monotonic() - started < 30
-    assert result.status == "error" and result.reply["content"]["ename"] == "KeyboardInterrupt"
-    assert driver.execute("print('alive')").stream() == "alive\n"
-
-
-def test_kernel_rich_output_through_the_display_adapter(kernel):
-    """Twin of test_rich_output.py: the kernel installs the display adapter in the real runner's
-    IPython, and every rich output arrives as a local IPython kernel sends it."""
-    driver = kernel
-    before = driver.execute("print('ready')", timeout=CREATE_TIMEOUT + 30)
-    assert before.stream() == "ready\n"
-    count = before.reply["content"]["execution_count"]
-    rich.check_dataframe(driver.execute(rich.DATAFRAME), execution_count=count + 1)
-    assert driver.execute("print('after df')").stream() == "after df\n"
-    [result] = driver.execute("1 + 1").of("execute_result")
-    assert result["data"] == {"text/plain": "2"} and result["execution_count"] == count + 3
-    rich.check_markdown_latex_json(driver.execute(rich.MARKDOWN_LATEX_JSON))
-    rich.check_updated_handle(driver.execute(rich.UPDATED_HANDLE))
-    rich.check_clear_loop(driver.execute(rich.CLEAR_LOOP))
-    rich.check_big_table(driver.execute(rich.BIG_TABLE))
-    rich.check_too_big(driver.execute(rich.TOO_BIG))
-    html = driver.execute(HTML_CELL)
-    assert html.status == "ok" and html.stream() == "before\nafter\n"
-    assert [c["data"]["text/html"] for c in html.of("display_data")] == ["<b>bold</b>"]
-    assert driver.execute("print(len(In) - 1)").stream() == f"{count + 10}\n"  # no cell of ours in In
+    def test_kernel_rich_output_through_the_display_adapter(self, kernel):
+        """Twin of test_rich_output.py: the kernel installs the display adapter in the real runner's
+        IPython, and every rich output arrives as a local IPython kernel sends it."""
+        driver = kernel
+        before = driver.execute("print('ready')", timeout=CREATE_TIMEOUT + 30)
+        assert before.stream() == "ready\n"
+        count = before.reply["content"]["execution_count"]
+        rich.check_dataframe(driver.execute(rich.DATAFRAME), execution_count=count + 1)
+        assert driver.execute("print('after df')").stream() == "after df\n"
+        [result] = driver.execute("1 + 1").of("execute_result")
+        assert result["data"] == {"text/plain": "2"} and result["execution_count"] == count + 3
+        rich.check_markdown_latex_json(driver.execute(rich.MARKDOWN_LATEX_JSON))
+        rich.check_updated_handle(driver.execute(rich.UPDATED_HANDLE))
+        rich.check_clear_loop(driver.execute(rich.CLEAR_LOOP))
+        rich.check_big_table(driver.execute(rich.BIG_TABLE))
+        rich.check_too_big(driver.execute(rich.TOO_BIG))
+        html = driver.execute(HTML_CELL)
+        assert html.status == "ok" and html.stream() == "before\nafter\n"
+        assert [c["data"]["text/html"] for c in html.of("display_data")] == ["<b>bold</b>"]
+        assert driver.execute("print(len(In) - 1)").stream() == f"{count + 10}\n"  # no cell of ours in In
 
 
 def test_kernel_without_the_adapter_reports_a_broken_run_and_goes_on(manager_stack):
