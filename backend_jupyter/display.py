@@ -303,6 +303,21 @@ def find_traceback(stderr: str) -> int | None:
     return sum(len(line) + 1 for line in lines[:line_no])
 
 
+_START_PREFIXES = ("Traceback (most recent call last):", 'File "', "Cell In[")
+_PARTIAL_ANSI = re.compile(r"\x1b(?:\[[0-9;]*)?\Z")
+
+
+def may_start_traceback(partial_line: str) -> bool:
+    """Whether an unfinished last line (no newline yet) may become the first line of a traceback
+    (see :func:`find_traceback`) once the rest of it arrives: so far only indentation and colour
+    codes (maybe cut inside one), or a beginning of ``Traceback (most recent call last):``, of the
+    dashes IPython starts with, of ``File "`` or ``Cell In[``.  Other unfinished lines, such as a
+    progress bar's ``\\r`` updates, need not wait."""
+    plain = _PARTIAL_ANSI.sub("", strip_ansi(partial_line)).lstrip()
+    return not plain or set(plain) == {"-"} or any(start.startswith(plain) or plain.startswith(start)
+                                                   for start in _START_PREFIXES)
+
+
 def parse_traceback(text: str) -> tuple[str, str, list[str]]:
     """``(ename, evalue, traceback lines)`` of a remote Python traceback; the lines keep their
     ANSI colours (front-ends render them)."""

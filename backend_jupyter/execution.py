@@ -33,7 +33,7 @@ from .client.errors import (
     SessionNotFound,
 )
 from .client.session import ComputeSession
-from .display import find_traceback, parse_traceback
+from .display import find_traceback, may_start_traceback, parse_traceback
 from .fastjson import dumps, loads
 from .protocol import CONTINUED, EXEC_TIMEOUT, FINISHED, STEPS, TERMINAL, WAITING_INPUT
 
@@ -375,8 +375,10 @@ class TracebackHold:
         text = self.held + text
         start = find_traceback(text)
         if start is None:
-            self.held = ""
-            return text
+            # A line still being written may be a traceback's first (output arrives in pieces
+            # cut anywhere): keep it back until its end shows which.
+            line_start = text.rfind("\n") + 1
+            start = line_start if line_start < len(text) and may_start_traceback(text[line_start:]) else len(text)
         self.held = text[start:]
         return text[:start]
 

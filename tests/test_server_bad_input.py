@@ -21,11 +21,23 @@ def sess(server):
 
 def assert_problem(resp, status, slug=None):
     assert resp.status == status, (resp.status, resp.body[:500])
+    assert resp.headers.get("server") == "BackendAI", resp.headers  # as the manager's error answers say
     problem = resp.problem
     assert problem["type"].startswith("https://api.backend.ai/probs/") and problem["title"]
     if slug:
         assert problem["type"].endswith("/" + slug), problem
     return problem
+
+
+def test_every_answer_says_server_backendai(api, sess):
+    """The manager names itself on every answer, errors included (26.9.6: ``Server: BackendAI`` on a
+    404 and a 405 as on ``GET /``); so does a download the handler streams itself."""
+    assert api.request("GET", "/", sign=False).headers.get("server") == "BackendAI"
+    assert_problem(api.request("GET", "/no/such/route"), 404)
+    assert_problem(api.request("PUT", "/auth"), 405)
+    resp = api.request("POST", f"/session/{sess}/download", params={"files": ["inside/ok.txt"]})
+    assert resp.status == 200 and resp.headers["content-type"].startswith("multipart/mixed")
+    assert resp.headers.get("server") == "BackendAI"
 
 
 # -- authentication ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import forking
 from .keys import KeyStore
-from .middleware import MIDDLEWARES
+from .middleware import MIDDLEWARES, server_header
 from .params import MAX_JSON_BODY
 from .routes import (
     files,
@@ -47,6 +47,7 @@ def make_app(settings: ServerSettings) -> web.Application:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(client_max_size=MAX_JSON_BODY, middlewares=MIDDLEWARES)
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[STARTED] = datetime.now(timezone.utc)
     app[KEYS] = KeyStore(data_dir)

@@ -67,8 +67,14 @@ async def problems(request: web.Request, handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return InternalServerError().response()
-    response.headers.setdefault("Server", "BackendAI")
     return response
+
+
+async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``Server: BackendAI`` on every answer, as a manager sends it: errors, streamed downloads and
+    websocket upgrades too (an ``on_response_prepare`` signal, so it reaches responses a handler
+    prepares itself)."""
+    response.headers["Server"] = "BackendAI"
 
 
 @web.middleware

@@ -121,6 +121,7 @@ class RecordBuffer:
         self._spill: Any = None  # temp file of JSON lines (binary), used once the head is full
         self._spill_read = 0
         self._spill_write = 0
+        self.closed = False
 
     def __bool__(self) -> bool:
         return bool(self._head) or self._spill_read < self._spill_write
@@ -134,6 +135,8 @@ class RecordBuffer:
         return (record_size(item) if isinstance(item, list) else 0) + RecordBuffer.OVERHEAD
 
     def append(self, item) -> None:
+        if self.closed:
+            return
         if isinstance(item, list) and item[0] in ("stdout", "stderr") and len(item[1]) > self.PIECE:
             text = item[1]
             for i in range(0, len(text), self.PIECE):
@@ -223,7 +226,11 @@ class RecordBuffer:
         return console, marker
 
     def close(self) -> None:
+        """Release the memory and the spill file; the buffer is empty for good (what is appended
+        later, say a marker of a run its session's end cut short, is dropped, not spilled anew)."""
         if self._spill is not None:
             self._spill.close()
             self._spill = None
         self._head.clear()
+        self._head_cost = self._spill_read = self._spill_write = 0
+        self.closed = True

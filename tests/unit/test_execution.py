@@ -172,6 +172,29 @@ def test_a_traceback_is_held_until_release(traceback):
     assert hold.feed("next\n") == "next\n"
 
 
+@pytest.mark.parametrize("traceback", [IPYTHON_TB, PLAIN_TB], ids=["ipython", "plain"])
+def test_a_traceback_cut_anywhere_is_held_whole(traceback):
+    """Output arrives in pieces cut at any byte, also inside the traceback's first line or one of
+    its colour codes: none of the traceback leaks out as plain stderr."""
+    text = "before\n" + traceback
+    for cut in range(len("before\n") + 1, len(text)):
+        hold = TracebackHold()
+        shown = hold.feed(text[:cut]) + hold.feed(text[cut:])
+        assert shown == "before\n", (cut, shown)
+        assert hold.release() == traceback
+
+
+def test_unfinished_lines_that_cannot_start_a_traceback_pass_at_once():
+    hold = TracebackHold()
+    assert hold.feed(" 10%|█         | 1/10\r 20%|██        | 2/10") == " 10%|█         | 1/10\r 20%|██        | 2/10"
+    assert hold.feed("\rdone\nTrace") == "\rdone\n"  # may be "Traceback (most recent call last):"
+    assert hold.feed("s of a run\n") == "Traces of a run\n"  # it was not
+    assert hold.feed("Fil") == "" and hold.feed("e saved\n") == "File saved\n"
+    assert hold.feed("\x1b[0;3") == ""  # cut inside a colour code
+    assert hold.feed("2mwarning\n") == "\x1b[0;32mwarning\n"
+    assert hold.release() == ""
+
+
 # -- conclude -----------------------------------------------------------------------------------------
 
 def test_ok_run_keeps_held_stderr_as_output():

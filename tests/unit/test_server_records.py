@@ -186,8 +186,12 @@ def test_close_discards_everything():
     for i in range(20):
         buf.append(["stdout", f"{i}\n"])
     assert buf.spilled
+    buf.take(max_chars=5)  # closed in the middle of reading the spill back
     buf.close()
-    assert buf.take() == ([], None) and not buf.spilled
+    assert buf.take() == ([], None) and not buf.spilled and not buf
+    buf.append(("status", "finished", 130))  # a late marker of a run its session's end cut short
+    buf.append(["stdout", "late\n"])
+    assert not buf.spilled and not buf and buf.take() == ([], None)  # dropped, no spill file reopened
 
 
 # -- moved from tests/test_records.py ---------------------------------------------------------
