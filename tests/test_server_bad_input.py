@@ -34,7 +34,7 @@ def test_every_answer_says_server_backendai(api, sess):
     404 and a 405 as on ``GET /``); so does a download the handler streams itself."""
     assert api.request("GET", "/", sign=False).headers.get("server") == "BackendAI"
     assert_problem(api.request("GET", "/no/such/route"), 404)
-    assert_problem(api.request("PUT", "/auth"), 405)
+    assert_problem(api.request("DELETE", "/folders/_/hosts"), 405)
     resp = api.request("POST", f"/session/{sess}/download", params={"files": ["inside/ok.txt"]})
     assert resp.status == 200 and resp.headers["content-type"].startswith("multipart/mixed")
     assert resp.headers.get("server") == "BackendAI"
