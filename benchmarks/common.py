@@ -245,13 +245,22 @@ class KernelDriver:
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> KernelDriver:
         self.kc = self.km.client()
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=timeout)
+        try:
+            self.kc.wait_for_ready(timeout=timeout)
+        except (RuntimeError, TimeoutError) as e:  # say which kernel, and why it says it died
+            raise RuntimeError(f"{self.kind.label}: {e}; the end of its log:\n{self.log_tail()}") from None
         self.ready_s = time.perf_counter() - self._t0
         self.process = psutil.Process(self.km.provisioner.process.pid)
         self.poller = zmq.Poller()
         for channel in (self.kc.shell_channel, self.kc.iopub_channel):
             self.poller.register(channel.socket, zmq.POLLIN)
         return self
+
+    def log_tail(self, limit: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:] if self.log_path else ""
+        except OSError as e:
+            return f"(unreadable: {e})"
 
     def __enter__(self) -> KernelDriver:
         try:
