@@ -50,9 +50,10 @@ class EmbeddedServer:
 
 
 def ensure_server(data_dir: Path | None = None, *, idle_timeout: float = 3600.0,
-                  log_path: Path | None = None) -> EmbeddedServer:
+                  log_path: Path | None = None, tls: tuple[Path, Path] | None = None) -> EmbeddedServer:
     """The embedded server on ``data_dir``: the running one, else a new background process
-    (on a free loopback port; it keeps running for other kernels until stopped)."""
+    (on a free loopback port; it keeps running for other kernels until stopped).  ``tls``: the
+    (certificate, key) files a new one serves HTTPS with (clients must trust its CA)."""
     data_dir = Path(data_dir or default_data_dir())
     endpoint = running_endpoint(data_dir)
     if endpoint:
@@ -64,14 +65,15 @@ def ensure_server(data_dir: Path | None = None, *, idle_timeout: float = 3600.0,
         endpoint = running_endpoint(data_dir)
         if endpoint:
             return EmbeddedServer(endpoint, data_dir, None)
-        return _start(data_dir, idle_timeout, log_path or data_dir / "server.log")
+        return _start(data_dir, idle_timeout, log_path or data_dir / "server.log", tls)
 
 
-def _start(data_dir: Path, idle_timeout: float, log_path: Path) -> EmbeddedServer:
+def _start(data_dir: Path, idle_timeout: float, log_path: Path, tls: tuple[Path, Path] | None) -> EmbeddedServer:
+    https = ["--certfile", str(tls[0]), "--keyfile", str(tls[1])] if tls else []
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "backend_jupyter", "server", "--port", "0", "--data-dir", str(data_dir),
-             "--idle-timeout", str(idle_timeout)],
+             "--idle-timeout", str(idle_timeout), *https],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT

@@ -121,12 +121,13 @@ def base_env() -> dict[str, str]:
 class Server:
     """A private embedded server on a fresh data dir; stopped on exit."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, *, tls: tuple[Path, Path] | None = None):
         self.workdir = Path(workdir)
+        self.tls = tls  # (certificate, key): serve HTTPS
         self.embedded = None
 
     def __enter__(self) -> Server:
-        self.embedded = ensure_server(self.workdir / "server")
+        self.embedded = ensure_server(self.workdir / "server", tls=self.tls)
         if self.embedded.process is None:
             raise RuntimeError("expected a new embedded server, found a running one")
         self.config = self.embedded.config()

@@ -7,7 +7,8 @@ Groups (modules): 1 ``trivial`` and 2 ``first_output`` (latency.py), 3 ``through
 4 ``display``/``html_table`` (output.py) on each kernel — local ipykernel, wrapper over polling,
 wrapper over the websocket (``trivial`` also without the display adapter); 5 ``session_create`` (sessions.py); 6 ``concurrency``; 7 ``soak``; 8 ``clients``
 (our client and the official SDK, clients.py); 10 ``jobs`` (background jobs and their journal,
-jobs.py); 11 ``filesystem`` (backendai://: 200 MB written and read, filesystem.py); 9 ``eager_start`` (the first cell some seconds after
+jobs.py); 11 ``filesystem`` (backendai://: 200 MB written and read, filesystem.py); 12 ``tls`` (the
+trivial cell over HTTPS beside plain HTTP, tls.py); 9 ``eager_start`` (the first cell some seconds after
 the kernel started, eager.py; also on a real manager with ``--manager``: the loopback 26.9.6 stack
 of tests/manager/, which must be up: ``python -m tests.manager.stack up``).  One private embedded server (temporary data
 dir) serves everything; every kernel and the server are stopped whatever happens, and every wait
@@ -47,6 +48,7 @@ from benchmarks import (
     output,
     sessions,
     soak,
+    tls,
 )
 from benchmarks.common import (
     KINDS,
@@ -64,7 +66,7 @@ from benchmarks.common import (
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 GROUPS = ("trivial", "first_output", "throughput", "display", "html_table", "session_create", "concurrency", "soak",
-          "clients", "eager_start", "jobs", "filesystem")
+          "clients", "eager_start", "jobs", "filesystem", "tls")
 KERNEL_GROUPS = GROUPS[:5]
 
 
@@ -151,6 +153,8 @@ class Suite:
                 self.keep("jobs", jobs.jobs_group, server, workdir, self.s.job_submits, self.s.sweep_jobs)
             if "filesystem" in self.groups:
                 self.keep("filesystem", filesystem.filesystem_group, server, workdir, self.s.fs_mb)
+            if "tls" in self.groups:
+                self.keep("tls", tls.tls_group, server, workdir, self.s.trivial_n)
 
     def keep(self, name: str, fn, *args) -> None:
         result = self.step(name, fn, *args)
@@ -215,6 +219,7 @@ class Suite:
             ("eager_start", eager.rows),
             ("jobs", jobs.rows),
             ("filesystem", filesystem.rows),
+            ("tls", tls.rows),
         ]
         rows = []
         for group, build in builders:

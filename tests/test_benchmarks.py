@@ -32,7 +32,7 @@ def test_quick_suite(tmp_path):
     assert machine["cpus"] and machine["cpu_model"] and machine["python"] and machine["date"]
     assert settings["quick"] and settings["sdk_versions"] == []
     assert set(r) == {"trivial", "first_output", "throughput", "display", "html_table", "session_create",
-                      "concurrency", "soak", "clients", "eager_start", "jobs", "filesystem"}
+                      "concurrency", "soak", "clients", "eager_start", "jobs", "filesystem", "tls"}
 
     sane_latency(r["trivial"]["noop"], settings["trivial_n"])  # the no-op wrapper's diagnostic row
     sane_latency(r["trivial"]["wrapper_ws_plain"], settings["trivial_n"])  # without the display adapter
@@ -86,6 +86,11 @@ def test_quick_suite(tmp_path):
     f = r["filesystem"]  # the file went in and came back byte-exact (the group checks its digest)
     assert f["bytes"] == settings["fs_mb"] * 1_000_000
     assert set(f) == {"bytes", "local_copy", "write", "get", "read"}
+
+    assert [r["tls"]["endpoints"][s].split(":")[0] for s in ("http", "https")] == ["http", "https"]
+    for scheme in ("http", "https"):  # the same cells over plain HTTP and over HTTPS (wss://)
+        for kernel in ("wrapper_poll", "wrapper_ws"):
+            sane_latency(r["tls"][scheme][kernel], settings["trivial_n"])
 
     checks = [row for row in data["rows"] if row["target"] in ("0", "no foreign token", "image arrives intact",
                                                                "exact text", "0 errors")]
