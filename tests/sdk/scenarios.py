@@ -147,11 +147,15 @@ with Session() as sess:
         cs = state["cs"]
 
         def interrupt_from_another_thread():
-            if hasattr(sess, "ComputeSession"):  # 23.09+: the API session is per thread (a ContextVar)
-                with Session() as other:
+            # An API session of its own, as a user's second thread needs: 23.09+ keep the session
+            # per thread (a ContextVar), and 19.9's runs one call at a time on a worker thread that
+            # hands results back in order to whichever caller asks first, so a second thread
+            # sharing it could take the execute's answer and leave the execute the interrupt's None.
+            with Session() as other:
+                if hasattr(other, "ComputeSession"):
                     other.ComputeSession(NAME).interrupt()
-            else:
-                cs.interrupt()
+                else:
+                    other.Kernel(cs.kernel_id).interrupt()
 
         timer = threading.Timer(0.7, interrupt_from_another_thread)
         timer.start()
