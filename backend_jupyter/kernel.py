@@ -1,6 +1,9 @@
 """The "Backend.AI Python" wrapper kernel: every cell runs on a Backend.AI compute session.
 
-Built on ``ipykernel.kernelbase.Kernel`` with async handlers (see docs/kernel-notes.md):
+Built on ``ipykernel.kernelbase.Kernel`` with async handlers (see docs/kernel-notes.md).  This
+module answers Jupyter's requests; what cells and ``%backend_*`` commands act on (the client, the
+sessions, the kernel's end) is its :class:`~backend_jupyter.kernelhost.KernelHost`.
+
 
 * ``do_execute`` drives the cell with :func:`backend_jupyter.driver.drive` on the kernel's
   :class:`~backend_jupyter.managed.ManagedSession`; :class:`KernelSink` turns what the run produces
