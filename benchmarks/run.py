@@ -54,6 +54,7 @@ from benchmarks.common import (
     KINDS,
     NOOP,
     READY_TIMEOUT,
+    START_FAILURES,
     WRAPPER_WS_PLAIN,
     Row,
     Server,
@@ -229,6 +230,9 @@ class Suite:
             rows.append(Row("5", "kernel start → ready; first cell (a wrapper creates its session)", 1,
                             "; ".join(f"{labels[k]} {v['ready_s']:.2f} s, {v['first_cell_s']:.2f} s"
                                       for k, v in self.kernels.items())))
+        for failure in START_FAILURES:
+            rows.append(Row("!", "a kernel died while starting and was started again", "",
+                            failure.replace("\n", " ")[:300]))
         for name, message in self.errors.items():
             rows.append(Row("!", f"ERROR in {name}", "", message.replace("\n", " ")[:300], "", "runs", False))
         return rows
@@ -305,7 +309,8 @@ def main(argv=None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(suite.scrub(json.dumps({
         "machine": machine, "settings": asdict(settings), "groups_run": groups, "results": suite.results,
-        "kernels": suite.kernels, "errors": suite.errors, "rows": [asdict(r) for r in rows], "table": text,
+        "kernels": suite.kernels, "errors": suite.errors, "kernel_start_failures": START_FAILURES,
+        "rows": [asdict(r) for r in rows], "table": text,
     }, indent=1)) + "\n")
     print(f"\nwrote {args.output}")
     return 1 if suite.errors else 0
