@@ -510,7 +510,7 @@ async def show_config(host: Host) -> None:
         if env_config.uses_embedded_server and name in ("endpoints", "access_key", "secret_key"):
             where = "embedded server" if host.client_config else "embedded server (started on first use)"
         lines.append(f"{name:25} {value!s:50} {where}")
-    if any(e.startswith("https:") for e in effective.endpoints):
+    if effective.uses_tls:
         lines.append(f"{'TLS certificates trusted':25} {trust_description(effective)}")
     if host.negotiated_version:
         lines.append(f"{'negotiated API version':25} {host.negotiated_version}")

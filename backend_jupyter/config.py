@@ -9,6 +9,7 @@ Invalid values raise :class:`ConfigError` with a one-line message naming the var
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import ssl
@@ -54,6 +55,11 @@ class Config:
     group: str = "default"
     session_name: str | None = None  # attach to this named session instead of creating our own
     ca_bundle: str | None = None  # a PEM file or a directory of certificates trusted besides the system's
+
+    @property
+    def uses_tls(self) -> bool:
+        """Some endpoint is ``https://``: certificates are verified (see :func:`tls_context`)."""
+        return any(e.startswith("https:") for e in self.endpoints)
 
     @property
     def endpoint(self) -> str | None:
@@ -234,7 +240,7 @@ def parse_ca_bundle(raw: str | None, variable: str) -> str | None:
     if not os.path.exists(path):
         raise ConfigError(f"{variable}: {path!r} does not exist (give a PEM file of CA certificates, or a directory)")
     try:
-        _load_ca_bundle(ssl.create_default_context(), path)
+        _load_ca_bundle(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), path)  # a bare context: only the bundle is read
     except (ssl.SSLError, ValueError, OSError) as e:
         raise ConfigError(f"{variable}: {path!r} holds no PEM certificate that loads ({e})") from None
     return path
@@ -265,9 +271,18 @@ def tls_context(config: Config) -> ssl.SSLContext | bool:
     trusts the system's CAs (``SSL_CERT_FILE``/``SSL_CERT_DIR`` included) and ``BACKEND_CA_BUNDLE``."""
     if config.skip_sslcert_validation:
         return False
+    return _verifying_context(config.ca_bundle, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _verifying_context(ca_bundle: str | None, cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """One context per trust setting and process: reading the system's CAs costs ~20 ms, which
+    every client's first request (the kernel's, the filesystem's, each job follower's) paid anew.
+    ``cert_file``/``cert_dir`` are only the cache's key: ``create_default_context`` reads them
+    from the environment.  (A bundle edited on disk is read again by the next process.)"""
     context = ssl.create_default_context()
-    if config.ca_bundle:
-        _load_ca_bundle(context, config.ca_bundle)
+    if ca_bundle:
+        _load_ca_bundle(context, ca_bundle)
     return context
 
 

@@ -146,7 +146,7 @@ def _report_embedded(report, *, in_use: bool) -> None:
 
 async def _check_server(config: Config, report) -> None:
     """Reachability, API version and keys (``report`` counts the failures)."""
-    if any(endpoint.startswith("https:") for endpoint in config.endpoints):
+    if config.uses_tls:
         report(True, f"TLS: certificates trusted: {trust_description(config)}")
     client = APIClient(config)
     try:

@@ -290,7 +290,7 @@ class APIClient:
                 raise error
             return backoff_delay(attempt)
         if isinstance(error, aiohttp.ClientConnectorCertificateError):  # the same next time: say it now
-            raise certificate_error(error) from None
+            raise self._connection_error(error) from None
         if isinstance(error, aiohttp.ClientConnectorError):
             # Never connected: the request did not reach any server, so any call may be re-sent.
             self._rotate_endpoint()
