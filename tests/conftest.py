@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,13 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"NOT RUN: {len(skipped)} skipped: {listed}")
     else:
         terminalreporter.write_line("NOT RUN: nothing (no test was skipped)")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server a test starts, stops and restarts there)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def is_forkserver(proc: psutil.Process) -> bool:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.fault_proxy import FaultProxy
 from tests.kernel_driver import KernelDriver
 
@@ -293,9 +293,7 @@ def test_unreachable_server_explains_and_next_cell_retries(server, kernel_env):
     test server on that port) and the next cell runs, so the failure was not remembered."""
     from tests.fault_proxy import FaultProxy
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     driver = KernelDriver({**kernel_env, "BACKEND_ENDPOINT": f"http://127.0.0.1:{port}"})
     proxy = None
     try:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 
 import psutil
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import free_port, start_server
 from tests.kernel_driver import KernelDriver
 
 
@@ -60,12 +59,6 @@ def test_remote_kernel_killed_mid_cell(server, driver):
     assert "died" in result.reply["content"]["evalue"]
     again = driver.execute("print('fresh session works')")
     assert again.status == "ok" and again.stream() == "fresh session works\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("transport", ["ws", "poll"])
